@@ -1,0 +1,1 @@
+"""Accounting: the append-only request ledger and its database."""

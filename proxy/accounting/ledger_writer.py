@@ -1,0 +1,184 @@
+"""LedgerWriter: a bounded queue drained in batches by one background task; never blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+
+from proxy.accounting.record import LedgerRow
+from proxy.accounting.spill import SpillFile
+from proxy.accounting.tables import requests
+
+log = logging.getLogger(__name__)
+
+_CLOSE = object()
+
+
+@dataclasses.dataclass(slots=True)
+class LedgerStats:
+    """Counters exposed on /health; `dropped_rows` must stay 0."""
+
+    written_rows: int = 0
+    spilled_rows: int = 0
+    replayed_rows: int = 0
+    dropped_rows: int = 0
+    database_up: bool = True
+
+
+class LedgerWriter:
+    """Accepts rows on the request path and writes them in batches off it.
+
+    `submit` is synchronous and O(1): it puts the row on a bounded queue, or, when the queue is
+    full, appends it to the spill file. The background task inserts batches in a worker thread;
+    if the insert fails the batch goes to the spill file, and spilled rows are replayed
+    (idempotently, keyed by request id) once the database answers again.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        spill: SpillFile,
+        *,
+        queue_size: int,
+        batch_size: int,
+        retry_interval_s: float,
+    ) -> None:
+        self._engine = engine
+        self._spill = spill
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=queue_size)
+        self._batch_size = batch_size
+        self._retry_interval_s = retry_interval_s
+        self._task: asyncio.Task[None] | None = None
+        self._insert = _insert_ignoring_duplicates(engine)
+        self.stats = LedgerStats()
+
+    @property
+    def queue_depth(self) -> int:
+        """Rows waiting in memory."""
+        return self._queue.qsize()
+
+    def submit(self, row: LedgerRow) -> None:
+        """Hand over one finished row; never waits."""
+        try:
+            self._queue.put_nowait(row)
+        except asyncio.QueueFull:
+            try:
+                self._spill.append([row])
+                self.stats.spilled_rows += 1
+            except OSError:
+                self.stats.dropped_rows += 1
+                log.exception("ledger queue full and spill file unwritable: row dropped")
+
+    def start(self) -> None:
+        """Start the background task (inside the running event loop)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="ledger-writer")
+
+    async def aclose(self) -> None:
+        """Write (or spill) everything queued, then stop."""
+        if self._task is None:
+            return
+        await self._queue.put(_CLOSE)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def flush(self) -> None:
+        """Wait until every row submitted so far is written or spilled."""
+        await self._queue.join()
+
+    async def _run(self) -> None:
+        closing = False
+        while not closing:
+            try:
+                first = await asyncio.wait_for(self._queue.get(), self._retry_interval_s)
+            except TimeoutError:
+                await self._replay_spill()
+                continue
+            # `first` is a row or the close marker; both are marked done after the batch.
+            batch: list[LedgerRow] = []
+            if first is _CLOSE:
+                closing = True
+            else:
+                batch.append(first)
+            while len(batch) < self._batch_size and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is _CLOSE:
+                    closing = True
+                else:
+                    batch.append(item)
+            try:
+                if batch:
+                    await self._write(batch)
+                if self.stats.database_up:
+                    await self._replay_spill()
+            finally:
+                for _ in range(len(batch) + closing):
+                    self._queue.task_done()
+
+    async def _write(self, batch: list[LedgerRow]) -> None:
+        try:
+            await asyncio.to_thread(self._insert, [row.as_db_values() for row in batch])
+        except Exception as exc:  # any driver error: the database is unusable for now
+            if self.stats.database_up:
+                log.warning("ledger database unavailable (%s); spilling rows to %s",
+                            type(exc).__name__, self._spill.path)
+            self.stats.database_up = False
+            await self._spill_batch(batch)
+            return
+        self.stats.written_rows += len(batch)
+        if not self.stats.database_up:
+            log.info("ledger database is back")
+        self.stats.database_up = True
+
+    async def _spill_batch(self, batch: list[LedgerRow]) -> None:
+        try:
+            await asyncio.to_thread(self._spill.append, batch)
+            self.stats.spilled_rows += len(batch)
+        except OSError:
+            self.stats.dropped_rows += len(batch)
+            log.exception("spill file unwritable: %d ledger rows dropped", len(batch))
+
+    async def _replay_spill(self) -> None:
+        if not self._spill.has_rows():
+            return
+        path = self._spill.take()
+        if path is None:
+            return
+        rows = await asyncio.to_thread(self._spill.read, path)
+        try:
+            for start in range(0, len(rows), self._batch_size):
+                chunk = rows[start : start + self._batch_size]
+                await asyncio.to_thread(self._insert, [row.as_db_values() for row in chunk])
+        except Exception:  # still down: the taken file stays and is retried first next time
+            self.stats.database_up = False
+            return
+        self._spill.finish(path)
+        self.stats.replayed_rows += len(rows)
+        self.stats.database_up = True
+        log.info("replayed %d spilled ledger rows", len(rows))
+
+
+def _insert_ignoring_duplicates(engine: Engine) -> Any:
+    """An executemany INSERT that skips rows already present (replays are idempotent)."""
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        statement: Any = postgresql.insert(requests).on_conflict_do_nothing(
+            index_elements=["request_id"]
+        )
+    elif dialect == "sqlite":
+        statement = sqlite.insert(requests).on_conflict_do_nothing(index_elements=["request_id"])
+    else:
+        raise ValueError(f"unsupported ledger database dialect: {dialect}")
+
+    def insert(values: list[dict[str, Any]]) -> None:
+        with engine.begin() as connection:
+            connection.execute(statement, values)
+
+    return insert

@@ -1,0 +1,69 @@
+"""LedgerRow: one request's accounting record, built on the request path, written later."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+from proxy.errors import LedgerStatus
+
+
+@dataclasses.dataclass(slots=True)
+class LedgerRow:
+    """Mutable while the request runs; handed to the ledger writer exactly once at the end."""
+
+    request_id: str
+    created_at: datetime
+    endpoint: str
+    stream: bool = False
+    api_key_id: str | None = None
+    requested_model: str | None = None
+    upstream_model: str | None = None
+    pool: str | None = None
+    backend: str | None = None
+    backend_url: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    usage_estimated: bool = False
+    usage_source: str = "none"
+    ttft_ms: float | None = None
+    latency_ms: float = 0.0
+    overhead_ms: float | None = None
+    http_status: int = 0
+    status: LedgerStatus = "ok"
+    error_type: str | None = None
+    error_message: str | None = None
+    finish_reason: str | None = None
+    retries: int = 0
+    is_evaluator: bool = False
+    directive_level: str | None = None
+    directive_hash: str | None = None
+    task_class: str | None = None
+    energy_j: float | None = None
+    energy_method: str | None = None
+    ci_g_per_kwh: float | None = None
+    ci_source: str | None = None
+    operational_g_co2e: float | None = None
+    embodied_g_co2e: float | None = None
+    pue: float | None = None
+
+    def as_db_values(self) -> dict[str, Any]:
+        """Column values for an INSERT."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+    def as_json_values(self) -> dict[str, Any]:
+        """JSON-safe values for the spill file."""
+        values = self.as_db_values()
+        values["created_at"] = self.created_at.isoformat()
+        return values
+
+    @classmethod
+    def from_json_values(cls, values: dict[str, Any]) -> LedgerRow:
+        """Inverse of `as_json_values` (unknown keys from newer versions are ignored)."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        kept = {key: value for key, value in values.items() if key in known}
+        created = datetime.fromisoformat(kept.pop("created_at"))
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        return cls(created_at=created, **kept)

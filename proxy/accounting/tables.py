@@ -1,0 +1,83 @@
+"""SQLAlchemy tables; Alembic migrations are the only way they change."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# One row per inference request, success or failure. Append-only: rows are never updated.
+requests = Table(
+    "requests",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("api_key_id", String(64), nullable=True),
+    Column("endpoint", String(32), nullable=False),
+    Column("requested_model", String(256), nullable=True),
+    Column("upstream_model", String(256), nullable=True),
+    Column("pool", String(128), nullable=True),
+    Column("backend", String(32), nullable=True),
+    Column("backend_url", String(512), nullable=True),
+    Column("stream", Boolean, nullable=False),
+    Column("prompt_tokens", Integer, nullable=True),
+    Column("completion_tokens", Integer, nullable=True),
+    # none = upstream `usage`; otherwise how the fallback estimate was made.
+    Column("usage_estimated", Boolean, nullable=False),
+    Column("usage_source", String(32), nullable=False),
+    Column("ttft_ms", Float, nullable=True),
+    Column("latency_ms", Float, nullable=False),
+    Column("overhead_ms", Float, nullable=True),
+    Column("http_status", Integer, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("error_type", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("finish_reason", String(32), nullable=True),
+    Column("retries", Integer, nullable=False),
+    Column("is_evaluator", Boolean, nullable=False),
+    # Filled by later stages (directives, classifier, energy and carbon accounting).
+    Column("directive_level", String(16), nullable=True),
+    Column("directive_hash", String(64), nullable=True),
+    Column("task_class", String(64), nullable=True),
+    Column("energy_j", Float, nullable=True),
+    Column("energy_method", String(32), nullable=True),
+    Column("ci_g_per_kwh", Float, nullable=True),
+    Column("ci_source", String(64), nullable=True),
+    Column("operational_g_co2e", Float, nullable=True),
+    Column("embodied_g_co2e", Float, nullable=True),
+    Column("pue", Float, nullable=True),
+    Index("ix_requests_created_at", "created_at"),
+    Index("ix_requests_api_key_id_created_at", "api_key_id", "created_at"),
+    Index("ix_requests_pool_created_at", "pool", "created_at"),
+)
+
+# Virtual API keys, stored as SHA-256 hashes; the plain key is shown once at creation.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("key_sha256", String(64), nullable=False, unique=True),
+    Column("name", String(256), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("policy_json", Text, nullable=True),
+)

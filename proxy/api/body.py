@@ -1,0 +1,59 @@
+"""Reading and parsing request bodies: size limit, JSON, wire model, OpenAI-style messages."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect, Request
+
+from proxy.errors import InvalidRequest, PayloadTooLarge
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_body(request: Request, limit_bytes: int) -> bytes:
+    """The whole body, refusing more than `limit_bytes` without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
+        raise PayloadTooLarge(_too_large(limit_bytes), code="request_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit_bytes:
+                raise PayloadTooLarge(_too_large(limit_bytes), code="request_too_large")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise InvalidRequest("client disconnected while sending the body") from exc
+    return b"".join(chunks)
+
+
+def _too_large(limit_bytes: int) -> str:
+    return f"Request body too large: the limit is {limit_bytes} bytes."
+
+
+def parse_body(model: type[M], body: bytes) -> M:
+    """Validate the body as `model`; the first problem becomes a 400 naming the parameter."""
+    if not body.strip():
+        raise InvalidRequest("The request body is empty; expected a JSON object.")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        location = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "json_invalid":
+            raise InvalidRequest(
+                "We could not parse the JSON body of your request. (HINT: This likely means "
+                "you aren't using your HTTP library correctly. The OpenAI API expects a JSON "
+                f"payload.) Detail: {error['msg']}",
+                code="invalid_json",
+            ) from exc
+        if error["type"] == "model_type" and not location:
+            raise InvalidRequest("The request body must be a JSON object.") from exc
+        if error["type"] == "missing":
+            message = f"Missing required parameter: '{location}'."
+        else:
+            message = f"Invalid value for '{location}': {error['msg']}."
+        raise InvalidRequest(message, code="invalid_parameter", param=location) from exc

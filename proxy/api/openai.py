@@ -1,0 +1,71 @@
+"""OpenAI-compatible routes: chat, completions, embeddings, models."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from proxy.api.body import parse_body, read_body
+from proxy.api.deps import StateDep
+from proxy.errors import NotFound, ProxyError
+from proxy.pools.config import Endpoint
+from proxy.protocol.chat import ChatCompletionRequest
+from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
+from proxy.protocol.models import ModelCard, ModelList
+from proxy.serving.service import InferenceRequest
+from proxy.state import AppState
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+_MODELS: dict[Endpoint, type[InferenceRequest]] = {
+    "chat": ChatCompletionRequest,
+    "completions": CompletionRequest,
+    "embeddings": EmbeddingRequest,
+}
+
+
+async def _serve(request: Request, state: AppState, endpoint: Endpoint) -> Response:
+    """The one pipeline all inference endpoints share."""
+    serving = state.serving
+    exchange = serving.begin(endpoint)
+    try:
+        body = await read_body(request, state.settings.max_body_bytes)
+        exchange.row.api_key_id = state.keys.authenticate(request.headers.get("authorization"))
+        parsed = parse_body(_MODELS[endpoint], body)
+    except ProxyError as exc:
+        return serving.reject(exchange, exc)
+    return await serving.serve(exchange, parsed, request.receive)
+
+
+@router.post("/chat/completions", summary="Create a chat completion (OpenAI-compatible)")
+async def chat_completions(request: Request, state: StateDep) -> Response:
+    """Chat completion, plain or streamed."""
+    return await _serve(request, state, "chat")
+
+
+@router.post("/completions", summary="Create a text completion (OpenAI-compatible)")
+async def completions(request: Request, state: StateDep) -> Response:
+    """Legacy text completion, plain or streamed."""
+    return await _serve(request, state, "completions")
+
+
+@router.post("/embeddings", summary="Create embeddings (OpenAI-compatible)")
+async def embeddings(request: Request, state: StateDep) -> Response:
+    """Embeddings, passed to a pool that serves them."""
+    return await _serve(request, state, "embeddings")
+
+
+@router.get("/models", summary="List the models the configured pools serve")
+async def list_models(request: Request, state: StateDep) -> ModelList:
+    """Models of every pool."""
+    state.keys.authenticate(request.headers.get("authorization"))
+    return ModelList(data=[ModelCard(id=name) for name in state.registry.model_ids()])
+
+
+@router.get("/models/{model_id:path}", summary="Retrieve one model")
+async def retrieve_model(model_id: str, request: Request, state: StateDep) -> ModelCard:
+    """One model, or 404 in OpenAI's format."""
+    state.keys.authenticate(request.headers.get("authorization"))
+    if model_id not in state.registry.model_ids():
+        raise NotFound(f"The model '{model_id}' does not exist", code="model_not_found",
+                       param="model")
+    return ModelCard(id=model_id)

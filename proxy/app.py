@@ -1,0 +1,72 @@
+"""create_app: the one composition root."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from proxy.api import health, openai
+from proxy.config import Settings
+from proxy.errors import ProxyError
+from proxy.lifespan import lifespan
+from proxy.protocol.errors import ErrorEnvelope
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the ASGI app; long-lived objects are made in the lifespan, not here."""
+    app = FastAPI(
+        title="sprout-proxy",
+        summary="OpenAI-compatible proxy that cuts and accounts for LLM inference carbon.",
+        version="0.1.0",
+        lifespan=functools.partial(lifespan, settings=settings),
+    )
+    app.include_router(openai.router)
+    app.include_router(health.router)
+    app.add_exception_handler(ProxyError, _proxy_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    return app
+
+
+def _envelope(status: int, message: str, error_type: str, code: str | None = None) -> Response:
+    body = ErrorEnvelope.of(message, error_type, code=code).to_json_bytes()
+    return Response(body, status_code=status, media_type="application/json")
+
+
+async def _proxy_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProxyError)
+    response = _envelope(exc.status_code, exc.message, exc.error_type, exc.code)
+    response.headers.update(exc.headers)
+    return response
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
+    message = str(exc.detail)
+    if exc.status_code == 404:
+        message = f"Unknown request URL: {_request.method} {_request.url.path}."
+    response = _envelope(exc.status_code, message, error_type)
+    response.headers.update(exc.headers or {})
+    return response
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    location = ".".join(str(part) for part in first["loc"])
+    return _envelope(400, f"Invalid value for '{location}': {first['msg']}.",
+                     "invalid_request_error")
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return _envelope(500, "internal proxy error", "server_error")

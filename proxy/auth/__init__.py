@@ -1,0 +1,1 @@
+"""Authentication of API keys (master key and hashed virtual keys)."""

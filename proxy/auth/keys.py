@@ -1,0 +1,85 @@
+"""KeyRing: checks a presented API key against the master key and the hashed virtual keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import SecretStr
+from sqlalchemy import Engine, select
+
+from proxy.accounting.tables import api_keys
+from proxy.errors import AuthenticationFailed
+
+log = logging.getLogger(__name__)
+
+MASTER_KEY_ID = "master"
+
+
+def key_sha256(key: str) -> str:
+    """The stored form of a virtual key."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class KeyRing:
+    """In-memory view of the keys; the request path never touches the database."""
+
+    def __init__(self, master_key: SecretStr | None, virtual: dict[str, str] | None = None):
+        self._master = master_key.get_secret_value().encode() if master_key else None
+        self._virtual = dict(virtual or {})  # sha256 hex -> key id
+
+    def replace_virtual(self, virtual: dict[str, str]) -> None:
+        """Swap in a fresh copy of the virtual keys (after a reload)."""
+        self._virtual = dict(virtual)
+
+    def authenticate(self, authorization: str | None) -> str:
+        """The key id for an `Authorization: Bearer …` header, or 401."""
+        if not authorization:
+            raise AuthenticationFailed(
+                "You didn't provide an API key. Provide it in the Authorization header as "
+                "'Bearer YOUR_KEY'.",
+                code="missing_api_key",
+            )
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthenticationFailed(
+                "Malformed Authorization header; expected 'Bearer YOUR_KEY'.",
+                code="invalid_api_key",
+            )
+        if self._master is not None and hmac.compare_digest(token.encode(), self._master):
+            return MASTER_KEY_ID
+        key_id = self._virtual.get(key_sha256(token))
+        if key_id is None:
+            raise AuthenticationFailed("Incorrect API key provided.", code="invalid_api_key")
+        return key_id
+
+
+def load_virtual_keys(engine: Engine) -> dict[str, str]:
+    """Active virtual keys from the database (called at start-up and on reload)."""
+    query = select(api_keys.c.key_sha256, api_keys.c.key_id).where(api_keys.c.revoked_at.is_(None))
+    with engine.connect() as connection:
+        return {digest: key_id for digest, key_id in connection.execute(query)}
+
+
+def resolve_master_key(
+    configured: SecretStr | None, key_file: Path, *, create: bool
+) -> SecretStr | None:
+    """The configured master key, else the one saved in `key_file` (made there if `create`)."""
+    if configured is not None:
+        return configured
+    if key_file.exists():
+        return SecretStr(key_file.read_text(encoding="utf-8").strip())
+    if not create:
+        return None
+    key = "sk-sprout-" + secrets.token_urlsafe(24)
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(key + "\n")
+    log.warning("no PROXY_MASTER_KEY set: generated one and saved it to %s", key_file)
+    return SecretStr(key)

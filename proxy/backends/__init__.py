@@ -1,0 +1,1 @@
+"""Backend adapters: how the proxy reaches one upstream server or provider."""

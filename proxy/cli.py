@@ -1,0 +1,145 @@
+"""`sprout-proxy`: serve the proxy, or migrate its database."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+
+from proxy.config import Settings
+
+_EPILOG = """\
+Every option can also be set in the environment (or a .env file) with the PROXY_ prefix, e.g.
+PROXY_MASTER_KEY, PROXY_DATABASE_URL, PROXY_POOLS_FILE, PROXY_UPSTREAM_URL; .env.example lists
+them all. Command-line options win over the environment.
+
+The master key comes from PROXY_MASTER_KEY. If it is unset, `serve` generates one, saves it to
+var/master-key (mode 600) and prints it.
+
+Examples:
+  sprout-proxy serve --upstream http://127.0.0.1:8000/v1 --port 8080
+  sprout-proxy serve --config pools.yaml --database-url postgresql+psycopg://u:p@db/sprout
+  sprout-proxy migrate --database-url postgresql+psycopg://u:p@db/sprout
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; `--help` documents every option."""
+    parser = argparse.ArgumentParser(
+        prog="sprout-proxy",
+        description="OpenAI-compatible proxy that cuts LLM inference carbon and accounts for it.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run the proxy", epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1; PROXY_HOST)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8080; PROXY_PORT)")
+    serve.add_argument(
+        "--upstream", metavar="URL",
+        help="quick start: one 'openai' pool in front of this OpenAI-compatible base URL "
+             "(e.g. http://127.0.0.1:8000/v1; PROXY_UPSTREAM_URL)",
+    )
+    serve.add_argument(
+        "--model", action="append", metavar="NAME",
+        help="with --upstream: a model name it serves (repeatable); default: ask its /models",
+    )
+    serve.add_argument("--config", type=Path, metavar="FILE",
+                       help="pools YAML file (PROXY_POOLS_FILE); see deploy/pools.example.yaml")
+    serve.add_argument("--database-url", metavar="URL",
+                       help="SQLAlchemy URL of the ledger database (default "
+                            "sqlite:///./var/sprout.db; PROXY_DATABASE_URL)")
+    serve.add_argument("--no-migrate", action="store_true",
+                       help="do not run migrations before start (PROXY_MIGRATE_ON_START=false)")
+    serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
+                       help="log level (default info; PROXY_LOG_LEVEL)")
+
+    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.add_argument("--database-url", metavar="URL", help="database (PROXY_DATABASE_URL)")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, overridden by the options given."""
+    overrides: dict[str, Any] = {}
+    for option, field in [
+        ("host", "host"), ("port", "port"), ("upstream", "upstream_url"),
+        ("model", "upstream_models"), ("config", "pools_file"),
+        ("database_url", "database_url"), ("log_level", "log_level"),
+    ]:
+        value = getattr(args, option, None)
+        if value is not None:
+            overrides[field] = value
+    if getattr(args, "no_migrate", False):
+        overrides["migrate_on_start"] = False
+    return Settings(**overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `sprout-proxy` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        settings = settings_from_args(args)
+    except ValidationError as exc:
+        print(f"sprout-proxy: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "migrate":
+        from proxy.accounting.migrate import upgrade_to_head
+
+        upgrade_to_head(settings.database_url)
+        print("database is at the latest revision")
+        return 0
+    return _serve(settings)
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from proxy.app import create_app
+    from proxy.auth.keys import resolve_master_key
+
+    master = resolve_master_key(settings.master_key, settings.master_key_file, create=True)
+    settings = settings.model_copy(update={"master_key": master})
+    if settings.pools_file is not None and not settings.pools_file.exists():
+        print(f"sprout-proxy: pools file not found: {settings.pools_file}", file=sys.stderr)
+        return 2
+    key_hint = _masked(master)
+    print(f"sprout-proxy on http://{settings.host}:{settings.port}/v1  (master key: {key_hint}; "
+          f"database: {settings.database_url})", flush=True)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _masked(key: SecretStr | None) -> str:
+    if key is None:
+        return "none"
+    value = key.get_secret_value()
+    if key_file_generated(value):
+        return f"{value} (saved in var/master-key)"
+    return value[:6] + "…" if len(value) > 6 else "set"
+
+
+def key_file_generated(value: str) -> bool:
+    """Generated keys are printed in full so a new user can copy them."""
+    return value.startswith("sk-sprout-")

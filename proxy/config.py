@@ -1,0 +1,52 @@
+"""Settings: the one typed reader of the environment (prefix ``PROXY_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from proxy.pools.config import PoolConfig
+
+
+class Settings(BaseSettings):
+    """Every setting of the proxy; `.env.example` lists each one (a test keeps them in sync)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PROXY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Server
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    log_level: str = "info"
+
+    # Auth: the master key may call everything; virtual keys live hashed in `api_keys`.
+    master_key: SecretStr | None = None
+    master_key_file: Path = Path("var/master-key")
+
+    # Database: embedded SQLite by default, PostgreSQL in production.
+    database_url: str = "sqlite:///./var/sprout.db"
+    migrate_on_start: bool = True
+
+    # Pools: a YAML file, a JSON list in PROXY_POOLS, and/or one quick-start upstream.
+    pools_file: Path | None = None
+    pools: list[PoolConfig] = Field(default_factory=list)
+    upstream_url: str | None = None
+    upstream_api_key: SecretStr | None = None
+    upstream_models: list[str] = Field(default_factory=list)
+
+    # Request limits
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+    # Retries before the first byte (jittered exponential backoff, other backend first).
+    retry_max_attempts: int = Field(default=3, ge=1, le=10)
+    retry_backoff_base_s: float = Field(default=0.05, ge=0)
+    retry_backoff_max_s: float = Field(default=1.0, ge=0)
+
+    # Ledger writer: bounded queue, batches, spill file while the database is down.
+    ledger_queue_size: int = Field(default=10_000, ge=1)
+    ledger_batch_size: int = Field(default=500, ge=1)
+    ledger_retry_interval_s: float = Field(default=2.0, gt=0)
+    ledger_spill_path: Path = Path("var/ledger-spill.jsonl")

@@ -1,0 +1,92 @@
+"""The proxy's exception tree: every failure a client can see, with its OpenAI error shape."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+LedgerStatus = Literal["ok", "upstream_error", "timeout", "client_disconnect", "rejected"]
+
+
+class ProxyError(Exception):
+    """An error answered to the client in OpenAI's envelope and recorded in the ledger."""
+
+    status_code = 500
+    error_type = "server_error"
+    ledger_status: LedgerStatus = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+
+class InvalidRequest(ProxyError):
+    """The request body or its parameters are wrong (400)."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    ledger_status: LedgerStatus = "rejected"
+
+
+class AuthenticationFailed(ProxyError):
+    """Missing or unknown API key (401)."""
+
+    status_code = 401
+    error_type = "authentication_error"
+    ledger_status: LedgerStatus = "rejected"
+
+
+class NotFound(ProxyError):
+    """Unknown model or route (404)."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+    ledger_status: LedgerStatus = "rejected"
+
+
+class PayloadTooLarge(InvalidRequest):
+    """Body larger than the configured limit (413)."""
+
+    status_code = 413
+
+
+class Overloaded(ProxyError):
+    """Every pool that serves the model is at its concurrency and queue limit (429)."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    ledger_status: LedgerStatus = "rejected"
+
+
+class UpstreamFailed(ProxyError):
+    """No backend answered usefully before the first byte (502)."""
+
+    status_code = 502
+    error_type = "upstream_error"
+    ledger_status: LedgerStatus = "upstream_error"
+
+
+class UpstreamTimedOut(ProxyError):
+    """The backend did not answer in time (504)."""
+
+    status_code = 504
+    error_type = "timeout_error"
+    ledger_status: LedgerStatus = "timeout"
+
+
+class BackendUnavailable(Exception):
+    """A backend could not be used for this attempt; raised by adapters, retried by serving."""
+
+    def __init__(self, message: str, *, timed_out: bool = False, status_code: int | None = None):
+        super().__init__(message)
+        self.timed_out = timed_out
+        self.status_code = status_code

@@ -1,0 +1,60 @@
+"""The lifespan: build every long-lived object once, hand them over as typed state, close them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from proxy.accounting.db import make_engine
+from proxy.accounting.ledger_writer import LedgerWriter
+from proxy.accounting.migrate import upgrade_to_head
+from proxy.accounting.spill import SpillFile
+from proxy.auth.keys import KeyRing, load_virtual_keys, resolve_master_key
+from proxy.backends.factory import build_backends
+from proxy.config import Settings
+from proxy.pools.discovery import configured_pools, discover_models
+from proxy.pools.registry import Pool, PoolRegistry
+from proxy.serving.retry import RetryPolicy
+from proxy.serving.service import Serving
+from proxy.state import AppState
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, AppState]]:
+    """Migrate, open the ledger, build pools; on exit drain the ledger and close connections."""
+    engine = make_engine(settings.database_url)
+    if settings.migrate_on_start:
+        await asyncio.to_thread(upgrade_to_head, settings.database_url)
+    master_key = resolve_master_key(settings.master_key, settings.master_key_file, create=False)
+    if master_key is None:
+        log.warning("no master key configured: only virtual keys are accepted")
+    keys = KeyRing(master_key, await asyncio.to_thread(load_virtual_keys, engine))
+    ledger = LedgerWriter(
+        engine,
+        SpillFile(settings.ledger_spill_path),
+        queue_size=settings.ledger_queue_size,
+        batch_size=settings.ledger_batch_size,
+        retry_interval_s=settings.ledger_retry_interval_s,
+    )
+    ledger.start()
+    configs = await asyncio.gather(*(discover_models(c) for c in configured_pools(settings)))
+    if not configs:
+        log.warning("no pools configured: every model request will answer 404")
+    registry = PoolRegistry([Pool(config, build_backends(config)) for config in configs])
+    retry = RetryPolicy(
+        settings.retry_max_attempts, settings.retry_backoff_base_s, settings.retry_backoff_max_s
+    )
+    serving = Serving(registry, ledger, retry, random.Random())
+    state = AppState(settings, engine, ledger, keys, registry, serving)
+    try:
+        yield {"sprout": state}
+    finally:
+        await registry.aclose()
+        await ledger.aclose()
+        engine.dispose()

@@ -1,0 +1,1 @@
+"""Pools: groups of interchangeable backends that serve the same models."""

@@ -1,0 +1,75 @@
+"""Pool configuration as operators write it (YAML file, JSON env var or CLI quick start)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+Endpoint = Literal["chat", "completions", "embeddings"]
+PoolKind = Literal["openai", "litellm"]
+
+
+def _default_endpoints() -> list[Endpoint]:
+    return ["chat", "completions"]
+
+
+class ModelRoute(BaseModel):
+    """A model name clients use, and the name the pool's upstream knows it by."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    upstream_name: str | None = None
+
+    @property
+    def target(self) -> str:
+        """The model name sent upstream."""
+        return self.upstream_name or self.name
+
+
+class PoolConfig(BaseModel):
+    """One pool: a kind, its backends, the models it serves and its limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: PoolKind = "openai"
+    # openai: base URLs ending in /v1; litellm: optional api_base values (empty = provider default).
+    base_urls: list[str] = Field(default_factory=list)
+    models: list[ModelRoute] = Field(default_factory=list)
+    api_key: SecretStr | None = None
+    endpoints: list[Endpoint] = Field(default_factory=_default_endpoints)
+    max_concurrency: int = Field(default=64, ge=1)
+    max_queue: int = Field(default=256, ge=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=120.0, gt=0)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _names_as_routes(cls, value: object) -> object:
+        # Operators mostly write plain names; `{name, upstream_name}` renames.
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("base_urls")
+    @classmethod
+    def _strip_slash(cls, value: list[str]) -> list[str]:
+        return [url.rstrip("/") for url in value]
+
+    @model_validator(mode="after")
+    def _needs_backend(self) -> PoolConfig:
+        if self.kind == "openai" and not self.base_urls:
+            raise ValueError(f"pool {self.name!r}: an openai pool needs at least one base_url")
+        return self
+
+
+def load_pools_file(path: Path) -> list[PoolConfig]:
+    """Read ``pools:`` from a YAML file; errors name the file and the offending pool."""
+    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(document, dict) or not isinstance(document.get("pools", []), list):
+        raise ValueError(f"{path}: expected a mapping with a 'pools' list")
+    return [PoolConfig.model_validate(item) for item in document.get("pools", [])]

@@ -1,0 +1,74 @@
+"""Assemble pool configs from every source, and discover model names an upstream serves."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+from pydantic import BaseModel
+
+from proxy.config import Settings
+from proxy.pools.config import ModelRoute, PoolConfig, load_pools_file
+
+log = logging.getLogger(__name__)
+
+QUICK_START_POOL = "default"
+
+
+def configured_pools(settings: Settings) -> list[PoolConfig]:
+    """Pools from the YAML file, then PROXY_POOLS, then the quick-start upstream."""
+    pools: list[PoolConfig] = []
+    if settings.pools_file is not None:
+        pools.extend(load_pools_file(settings.pools_file))
+    pools.extend(settings.pools)
+    if settings.upstream_url:
+        pools.append(
+            PoolConfig(
+                name=QUICK_START_POOL,
+                kind="openai",
+                base_urls=[settings.upstream_url],
+                models=[ModelRoute(name=name) for name in settings.upstream_models],
+                api_key=settings.upstream_api_key,
+                endpoints=["chat", "completions", "embeddings"],
+            )
+        )
+    names = [pool.name for pool in pools]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"pool names must be unique; repeated: {', '.join(duplicates)}")
+    return pools
+
+
+class _ModelsPage(BaseModel):
+    data: list[ModelRoute]
+
+
+async def discover_models(pool: PoolConfig, timeout_s: float = 3.0) -> PoolConfig:
+    """For an `openai` pool configured without models, ask its first backend's `/models`.
+
+    If the upstream cannot be reached the pool stays a wildcard (any model name passes through).
+    """
+    if pool.kind != "openai" or pool.models:
+        return pool
+    headers = {}
+    if pool.api_key is not None:
+        headers["authorization"] = f"Bearer {pool.api_key.get_secret_value()}"
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s, trust_env=False) as client:
+            response = await client.get(pool.base_urls[0] + "/models", headers=headers)
+            response.raise_for_status()
+            page = _ModelsPage.model_validate_json(_ids_as_names(response.content))
+    except (httpx.HTTPError, ValueError) as exc:
+        log.warning("pool %s: could not list models at %s (%s); passing any model through",
+                    pool.name, pool.base_urls[0], exc)
+        return pool
+    log.info("pool %s serves %s", pool.name, ", ".join(r.name for r in page.data))
+    return pool.model_copy(update={"models": page.data})
+
+
+def _ids_as_names(body: bytes) -> bytes:
+    import json
+
+    document = json.loads(body)
+    names = [{"name": item["id"]} for item in document.get("data", [])]
+    return json.dumps({"data": names}).encode()

@@ -1,0 +1,92 @@
+"""PoolRegistry: which pools serve which model on which endpoint, and their live state."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+from proxy.backends.base import Backend
+from proxy.errors import InvalidRequest, NotFound
+from proxy.pools.admission import Admission
+from proxy.pools.config import Endpoint, PoolConfig
+
+WILDCARD = "*"
+
+
+class Pool:
+    """A configured pool with its backends and admission state."""
+
+    def __init__(self, config: PoolConfig, backends: list[Backend]) -> None:
+        if not backends:
+            raise ValueError(f"pool {config.name!r} has no backends")
+        self.config = config
+        self.name = config.name
+        self.backends = backends
+        self.admission = Admission(config.max_concurrency, config.max_queue)
+        self._next = itertools.count()
+        # No model names configured (and none discovered): pass any model name through.
+        self.routes = {route.name: route.target for route in config.models} or {WILDCARD: ""}
+
+    def attempt_order(self, attempts: int) -> list[Backend]:
+        """Backends for successive attempts: round-robin start, then the others in turn."""
+        start = next(self._next)
+        count = len(self.backends)
+        return [self.backends[(start + i) % count] for i in range(attempts)]
+
+    def upstream_model(self, model: str) -> str | None:
+        """The upstream name of `model`, or None if this pool does not serve it."""
+        target = self.routes.get(model)
+        if target is not None:
+            return target
+        return model if WILDCARD in self.routes else None
+
+    async def aclose(self) -> None:
+        """Close the backends' connections."""
+        for backend in self.backends:
+            await backend.aclose()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Route:
+    """Where one request goes."""
+
+    pool: Pool
+    upstream_model: str
+
+
+class PoolRegistry:
+    """Resolves a (model, endpoint) to a pool; the least-loaded pool wins among equals."""
+
+    def __init__(self, pools: list[Pool]) -> None:
+        self.pools = pools
+
+    def resolve(self, model: str, endpoint: Endpoint) -> Route:
+        """The route for a request, or a clear 404/400 in OpenAI's terms."""
+        serving = [(pool, pool.upstream_model(model)) for pool in self.pools]
+        candidates = [(pool, target) for pool, target in serving if target is not None]
+        if not candidates:
+            raise NotFound(
+                f"The model `{model}` does not exist or you do not have access to it.",
+                code="model_not_found",
+                param="model",
+            )
+        able = [(pool, target) for pool, target in candidates if endpoint in pool.config.endpoints]
+        if not able:
+            raise InvalidRequest(
+                f"The model `{model}` does not support the {endpoint} endpoint on any "
+                f"configured pool.",
+                code="unsupported_endpoint",
+                param="model",
+            )
+        pool, target = min(able, key=lambda pair: pair[0].admission.load)
+        return Route(pool, target)
+
+    def model_ids(self) -> list[str]:
+        """Every model name the pools serve (wildcard pools list nothing)."""
+        names = {name for pool in self.pools for name in pool.routes if name != WILDCARD}
+        return sorted(names)
+
+    async def aclose(self) -> None:
+        """Close every pool."""
+        for pool in self.pools:
+            await pool.aclose()

@@ -1,0 +1,1 @@
+"""OpenAI wire format as pydantic models; unknown fields pass through untouched."""

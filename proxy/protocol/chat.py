@@ -1,0 +1,58 @@
+"""`POST /v1/chat/completions` request model."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+from proxy.protocol.base import WireModel
+from proxy.protocol.streaming import StreamOptions
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+
+class ContentPart(WireModel):
+    """One part of a multimodal message (text, image_url, input_audio, file, ...)."""
+
+    type: StrictStr
+    text: StrictStr | None = None
+
+
+class ChatMessage(WireModel):
+    """One message of the conversation."""
+
+    role: Role
+    content: StrictStr | list[ContentPart] | None = None
+    name: StrictStr | None = None
+
+    def text_chars(self) -> int:
+        """Characters of text in this message (for labelled token estimates)."""
+        if isinstance(self.content, str):
+            return len(self.content)
+        if self.content is None:
+            return 0
+        return sum(len(part.text or "") for part in self.content)
+
+
+class ChatCompletionRequest(WireModel):
+    """A chat completion request; fields the proxy does not read pass through as extras."""
+
+    model: StrictStr = Field(min_length=1)
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    stream: StrictBool | None = None
+    stream_options: StreamOptions | None = None
+    max_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
+    n: Annotated[StrictInt, Field(ge=1, le=128)] | None = None
+    temperature: Annotated[StrictFloat | StrictInt, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[StrictFloat | StrictInt, Field(ge=0, le=1)] | None = None
+
+    @property
+    def is_stream(self) -> bool:
+        """Whether the client asked for server-sent events."""
+        return bool(self.stream)
+
+    def prompt_chars(self) -> int:
+        """Characters of prompt text, for the labelled fallback token estimate."""
+        return sum(message.text_chars() for message in self.messages)

@@ -1,0 +1,1 @@
+"""Serving: per-request orchestration from parsed request to response and ledger row."""

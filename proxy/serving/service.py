@@ -1,0 +1,280 @@
+"""Serving: route, admit, send with retries before the first byte, answer, hand over the row."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from pydantic import ValidationError
+from starlette.responses import Response
+from starlette.types import Receive
+
+from proxy.accounting.ledger_writer import LedgerWriter
+from proxy.accounting.record import LedgerRow
+from proxy.backends.base import UpstreamRequest, UpstreamResponse
+from proxy.errors import BackendUnavailable, ProxyError, UpstreamFailed, UpstreamTimedOut
+from proxy.pools.config import Endpoint
+from proxy.pools.registry import Pool, PoolRegistry, Route
+from proxy.protocol.chat import ChatCompletionRequest
+from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
+from proxy.protocol.errors import ErrorEnvelope
+from proxy.protocol.streaming import ResponseProbe, StreamOptions
+from proxy.serving.exchange import (
+    CLIENT_CLOSED_REQUEST,
+    Exchange,
+    error_body,
+    wait_for_disconnect,
+)
+from proxy.serving.retry import RetryPolicy
+from proxy.serving.stream_tap import SSETap
+from proxy.serving.tapped_stream import TappedStream
+from proxy.serving.usage_estimate import tokens_from_chars
+
+InferenceRequest = ChatCompletionRequest | CompletionRequest | EmbeddingRequest
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class Serving:
+    """Built once at start-up; every inference request passes through `serve` or `reject`."""
+
+    def __init__(
+        self,
+        registry: PoolRegistry,
+        ledger: LedgerWriter,
+        retry: RetryPolicy,
+        rng: random.Random,
+    ) -> None:
+        self.registry = registry
+        self.ledger = ledger
+        self.retry = retry
+        self.rng = rng
+
+    def begin(self, endpoint: Endpoint) -> Exchange:
+        """Start the clock and the row for a request that just arrived."""
+        row = LedgerRow(
+            request_id=f"req_{uuid.uuid4().hex}",
+            created_at=datetime.now(UTC),
+            endpoint=endpoint,
+        )
+        return Exchange(row=row, started_at=time.perf_counter())
+
+    def reject(self, exchange: Exchange, exc: ProxyError) -> Response:
+        """Answer an error in OpenAI's envelope and record it."""
+        self.ledger.submit(exchange.end_with_error(exc))
+        return Response(
+            error_body(exc),
+            status_code=exc.status_code,
+            media_type="application/json",
+            headers=self._headers(exchange) | exc.headers,
+        )
+
+    async def serve(
+        self, exchange: Exchange, request: InferenceRequest, receive: Receive
+    ) -> Response:
+        """Answer a parsed, authenticated request; never raises."""
+        row = exchange.row
+        row.requested_model = request.model
+        row.stream = request.is_stream
+        exchange.prompt_chars = request.prompt_chars()
+        endpoint: Endpoint = row.endpoint  # type: ignore[assignment]
+        try:
+            route = self.registry.resolve(request.model, endpoint)
+            row.pool = route.pool.name
+            row.backend = route.pool.config.kind
+            row.upstream_model = route.upstream_model
+            await route.pool.admission.acquire(route.pool.name)
+        except ProxyError as exc:
+            return self.reject(exchange, exc)
+        release = route.pool.admission.release
+        if request.is_stream and not isinstance(request, EmbeddingRequest):
+            try:
+                # On success the stream owns the admission slot and releases it when done.
+                return await self._stream(exchange, route, request)
+            except Exception as exc:
+                release()
+                return self.reject(exchange, _as_proxy_error(exc))
+        try:
+            return await self._unary(exchange, route, request, receive)
+        except Exception as exc:
+            return self.reject(exchange, _as_proxy_error(exc))
+        finally:
+            release()
+
+    async def _unary(
+        self, exchange: Exchange, route: Route, request: InferenceRequest, receive: Receive
+    ) -> Response:
+        payload = request.model_copy(update={"model": route.upstream_model})
+        upstream = UpstreamRequest(exchange.row.endpoint, payload, stream=False)  # type: ignore[arg-type]
+        fetch = asyncio.ensure_future(self._with_retries(exchange, route.pool, upstream, _read))
+        watch = asyncio.ensure_future(wait_for_disconnect(receive))
+        try:
+            await asyncio.wait((fetch, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+        if not fetch.done():
+            # The client left: cancelling the fetch closes the upstream connection.
+            fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ProxyError):
+                await fetch
+            exchange.set_usage(None, completion_estimate=0, source="estimate_chars")
+            self.ledger.submit(exchange.end("client_disconnect", CLIENT_CLOSED_REQUEST))
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+        response, body = fetch.result()
+        return self._unary_answer(exchange, response, body)
+
+    def _unary_answer(
+        self, exchange: Exchange, response: UpstreamResponse, body: bytes
+    ) -> Response:
+        status = response.status_code
+        try:
+            probe: ResponseProbe | None = ResponseProbe.model_validate_json(body)
+        except ValidationError:
+            probe = None
+        estimate = tokens_from_chars(probe.output_chars()) if probe else 0
+        exchange.set_usage(
+            probe.usage if probe else None, completion_estimate=estimate, source="estimate_chars"
+        )
+        headers = self._headers(exchange)
+        if status >= 400:
+            error_type = _upstream_error_type(body) or f"upstream_http_{status}"
+            self.ledger.submit(
+                exchange.end("upstream_error", status, error_type=error_type,
+                             error_message=body[:2000].decode(errors="replace"))
+            )
+        else:
+            exchange.row.finish_reason = probe.finish_reason() if probe else None
+            self.ledger.submit(exchange.end("ok", status))
+        return Response(body, status_code=status, media_type=response.content_type, headers=headers)
+
+    async def _stream(
+        self, exchange: Exchange, route: Route, request: ChatCompletionRequest | CompletionRequest
+    ) -> Response:
+        client_options = request.stream_options
+        wants_usage = bool(client_options and client_options.include_usage)
+        forced = (client_options or StreamOptions()).model_copy(update={"include_usage": True})
+        payload = request.model_copy(
+            update={"model": route.upstream_model, "stream_options": forced}
+        )
+        upstream = UpstreamRequest(exchange.row.endpoint, payload, stream=True)  # type: ignore[arg-type]
+        response, first = await self._with_retries(exchange, route.pool, upstream, _first_chunk)
+        if response.status_code != 200:
+            route.pool.admission.release()
+            return self._unary_answer(exchange, response, first[1])
+        iterator, chunk = first
+        return TappedStream(
+            exchange=exchange,
+            tap=SSETap(client_wants_usage=wants_usage),
+            response=response,
+            iterator=iterator,
+            first_chunk=chunk,
+            headers=self._headers(exchange),
+            on_done=lambda row: self._stream_done(route.pool, row),
+        )
+
+    def _stream_done(self, pool: Pool, row: LedgerRow) -> None:
+        pool.admission.release()
+        self.ledger.submit(row)
+
+    async def _with_retries(
+        self,
+        exchange: Exchange,
+        pool: Pool,
+        upstream: UpstreamRequest,
+        first_bytes: Callable[[UpstreamResponse], Awaitable[T]],
+    ) -> tuple[UpstreamResponse, T]:
+        """Try backends in turn until one yields its first bytes; no retry after that."""
+        row = exchange.row
+        last: BackendUnavailable | None = None
+        for attempt, backend in enumerate(pool.attempt_order(self.retry.max_attempts)):
+            if attempt:
+                row.retries = attempt
+                pause_s = self.retry.backoff_s(attempt, self.rng)
+                exchange.upstream_s += pause_s  # waiting, not proxy work
+                await asyncio.sleep(pause_s)
+            row.backend_url = backend.url
+            sent_at = time.perf_counter()
+            try:
+                response = await backend.send(upstream)
+                try:
+                    if response.status_code >= 500 or response.status_code == 429:
+                        detail = (await response.read())[:300].decode(errors="replace")
+                        raise BackendUnavailable(
+                            f"HTTP {response.status_code}: {detail}",
+                            status_code=response.status_code,
+                        )
+                    return response, await first_bytes(response)
+                except BaseException:
+                    await response.aclose()
+                    raise
+            except BackendUnavailable as exc:
+                last = exc
+            finally:
+                exchange.upstream_s += time.perf_counter() - sent_at
+        assert last is not None
+        attempts = self.retry.max_attempts
+        if last.timed_out:
+            raise UpstreamTimedOut(
+                f"pool {pool.name!r}: upstream timed out ({attempts} attempts): {last}",
+                code="upstream_timeout",
+            )
+        raise UpstreamFailed(
+            f"pool {pool.name!r}: no backend answered ({attempts} attempts): {last}",
+            code="upstream_unavailable",
+        )
+
+    @staticmethod
+    def _headers(exchange: Exchange) -> dict[str, str]:
+        row = exchange.row
+        headers = {
+            "x-request-id": row.request_id,
+            "x-proxy-overhead-ms": f"{exchange.overhead_ms():.3f}",
+        }
+        if row.pool:
+            headers["x-sprout-pool"] = row.pool
+        return headers
+
+
+def _as_proxy_error(exc: Exception) -> ProxyError:
+    """A bug must still leave a row and an OpenAI-shaped 500."""
+    if isinstance(exc, ProxyError):
+        return exc
+    log.exception("unexpected error while serving a request", exc_info=exc)
+    return ProxyError(f"internal proxy error: {type(exc).__name__}", code="internal_error")
+
+
+async def _read(response: UpstreamResponse) -> bytes:
+    return await response.read()
+
+
+async def _first_chunk(
+    response: UpstreamResponse,
+) -> tuple[AsyncIterator[bytes], bytes]:
+    """The stream's iterator and its first chunk (or the whole body of an error answer)."""
+    if response.status_code != 200:
+        return _empty(), await response.read()
+    iterator = response.iter_bytes()
+    try:
+        return iterator, await anext(iterator)
+    except StopAsyncIteration as exc:
+        raise BackendUnavailable("upstream closed the stream before sending anything") from exc
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover - makes this an async generator
+
+
+def _upstream_error_type(body: bytes) -> str | None:
+    try:
+        envelope = ErrorEnvelope.model_validate_json(body)
+    except ValidationError:
+        return None
+    return envelope.error.code or envelope.error.type

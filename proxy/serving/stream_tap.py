@@ -1,0 +1,100 @@
+"""SSETap: watches an upstream event stream as it passes, recording TTFT, usage and finish."""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import ValidationError
+
+from proxy.protocol.streaming import ResponseProbe, Usage
+
+_DONE = b"[DONE]"
+
+
+def _next_boundary(buffer: bytes | bytearray, start: int) -> tuple[int, int]:
+    """Index and length of the next blank-line event separator, or (-1, 0)."""
+    lf = buffer.find(b"\n\n", start)
+    crlf = buffer.find(b"\r\n\r\n", start)
+    if crlf != -1 and (lf == -1 or crlf < lf):
+        return crlf, 4
+    return (lf, 2) if lf != -1 else (-1, 0)
+
+
+def _event_data(event: bytes) -> bytes | None:
+    """The joined `data:` lines of one event (None for comments / other fields only)."""
+    parts = [
+        line[5:].lstrip(b" ")
+        for line in event.splitlines()
+        if line.startswith(b"data:")
+    ]
+    return b"\n".join(parts) if parts else None
+
+
+class SSETap:
+    """Feed raw upstream bytes; get back the bytes to forward, whole events only.
+
+    Events are forwarded unchanged, except the usage-only chunk that the proxy forced upstream
+    (`stream_options.include_usage`), which is removed when the client did not ask for it.
+    """
+
+    def __init__(self, *, client_wants_usage: bool) -> None:
+        self._client_wants_usage = client_wants_usage
+        self._buffer = bytearray()
+        self.first_token_at: float | None = None
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self.token_events = 0
+        self.saw_done = False
+        self.error_payload: bytes | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Forwardable bytes for the complete events now buffered."""
+        self._buffer += chunk
+        out = bytearray()
+        start = 0
+        while True:
+            index, width = _next_boundary(self._buffer, start)
+            if index == -1:
+                break
+            end = index + width
+            event = bytes(self._buffer[start:end])
+            if self._keep(event[: index - start]):
+                out += event
+            start = end
+        if start:
+            del self._buffer[:start]
+        return bytes(out)
+
+    def finish(self) -> bytes:
+        """Whatever is left when the upstream ends (a last event without its blank line)."""
+        rest = bytes(self._buffer)
+        self._buffer.clear()
+        if rest.strip() and self._keep(rest):
+            return rest if rest.endswith(b"\n\n") else rest + b"\n\n"
+        return b""
+
+    def _keep(self, event: bytes) -> bool:
+        data = _event_data(event)
+        if data is None:
+            return True
+        if data == _DONE:
+            self.saw_done = True
+            return True
+        try:
+            probe = ResponseProbe.model_validate_json(data)
+        except ValidationError:
+            if data.startswith(b'{"error"'):
+                self.error_payload = data
+            return True
+        if any(choice.carries_token() for choice in probe.choices):
+            self.token_events += 1
+            if self.first_token_at is None:
+                self.first_token_at = time.perf_counter()
+        for choice in probe.choices:
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+        if probe.usage is not None:
+            self.usage = probe.usage
+            if not probe.choices and not self._client_wants_usage:
+                return False
+        return True

@@ -1,0 +1,126 @@
+"""TappedStream: an ASGI response that relays an upstream SSE stream through an `SSETap`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from proxy.accounting.record import LedgerRow
+from proxy.backends.base import UpstreamResponse
+from proxy.errors import BackendUnavailable, LedgerStatus
+from proxy.protocol.errors import ErrorEnvelope
+from proxy.serving.exchange import Exchange, wait_for_disconnect
+from proxy.serving.stream_tap import SSETap
+
+
+class TappedStream(Response):
+    """Relays bytes as they arrive; a client disconnect cancels the upstream at once.
+
+    Starlette's StreamingResponse notices a departed client only when it next writes, which
+    could be never for a stalled upstream, so this response also listens on `receive`.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        *,
+        exchange: Exchange,
+        tap: SSETap,
+        response: UpstreamResponse,
+        iterator: AsyncIterator[bytes],
+        first_chunk: bytes,
+        headers: dict[str, str],
+        on_done: Callable[[LedgerRow], None],
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        headers = headers | {"cache-control": "no-cache", "x-accel-buffering": "no"}
+        self.init_headers(headers)
+        self._exchange = exchange
+        self._tap = tap
+        self._response = response
+        self._iterator = iterator
+        self._first_chunk = first_chunk
+        self._on_done = on_done
+        self._failure: BackendUnavailable | None = None
+        self._tap_s = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pump until the upstream ends or the client leaves, then settle the row once."""
+        pump = asyncio.ensure_future(self._pump(send))
+        watch = asyncio.ensure_future(wait_for_disconnect(receive))
+        disconnected = False
+        try:
+            await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+            if not pump.done():
+                disconnected = True
+                pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+        except OSError:  # the server could not write: the client is gone
+            disconnected = True
+        finally:
+            watch.cancel()
+            await self._close()
+            self._on_done(self._settle(disconnected))
+
+    async def _pump(self, send: Send) -> None:
+        exchange = self._exchange
+        # Everything before the first byte, less the time spent waiting on the backend.
+        exchange.row.overhead_ms = exchange.overhead_ms()
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await self._forward(send, self._first_chunk)
+        try:
+            async for chunk in self._iterator:
+                await self._forward(send, chunk)
+        except BackendUnavailable as exc:
+            self._failure = exc
+            envelope = ErrorEnvelope.of(f"upstream stream failed: {exc}", "upstream_error")
+            await self._send(send, b"data: " + envelope.to_json_bytes() + b"\n\n")
+        await self._send(send, self._tap.finish())
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _forward(self, send: Send, chunk: bytes) -> None:
+        started = time.perf_counter()
+        out = self._tap.feed(chunk)
+        self._tap_s += time.perf_counter() - started
+        await self._send(send, out)
+
+    @staticmethod
+    async def _send(send: Send, body: bytes) -> None:
+        if body:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def _close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._iterator.aclose()  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            await self._response.aclose()
+
+    def _settle(self, disconnected: bool) -> LedgerRow:
+        exchange, tap = self._exchange, self._tap
+        row = exchange.row
+        if tap.first_token_at is not None:
+            row.ttft_ms = (tap.first_token_at - exchange.started_at) * 1000.0
+        row.finish_reason = tap.finish_reason
+        exchange.set_usage(tap.usage, completion_estimate=tap.token_events, source="stream_events")
+        row.overhead_ms = (row.overhead_ms or 0.0) + self._tap_s * 1000.0
+        if disconnected:
+            return exchange.end("client_disconnect", 200, error_type="client_disconnect")
+        if self._failure is not None:
+            status: LedgerStatus = "timeout" if self._failure.timed_out else "upstream_error"
+            return exchange.end(status, 200, error_type="stream_interrupted",
+                                error_message=str(self._failure))
+        if tap.error_payload is not None:
+            return exchange.end("upstream_error", 200, error_type="upstream_stream_error",
+                                error_message=tap.error_payload.decode(errors="replace"))
+        if not tap.saw_done and tap.finish_reason is None:
+            return exchange.end("upstream_error", 200, error_type="stream_truncated",
+                                error_message="upstream closed the stream without finishing")
+        return exchange.end("ok", 200)

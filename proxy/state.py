@@ -1,0 +1,25 @@
+"""AppState: every long-lived object, built once by the lifespan and seen by every request."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sqlalchemy import Engine
+
+from proxy.accounting.ledger_writer import LedgerWriter
+from proxy.auth.keys import KeyRing
+from proxy.config import Settings
+from proxy.pools.registry import PoolRegistry
+from proxy.serving.service import Serving
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AppState:
+    """The typed state handed to routes through `api.deps`."""
+
+    settings: Settings
+    engine: Engine
+    ledger: LedgerWriter
+    keys: KeyRing
+    registry: PoolRegistry
+    serving: Serving
