@@ -1,0 +1,1 @@
+"""The offline quality evaluator (see the evaluator issue)."""

@@ -1,0 +1,1 @@
+"""sprout-worker: an OpenAI-compatible server for one Hugging Face causal LM."""

@@ -1,0 +1,57 @@
+"""`python -m worker`: serve one model with an OpenAI-compatible API."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, load the model (building the demo model if needed) and serve."""
+    parser = argparse.ArgumentParser(
+        prog="python -m worker",
+        description="OpenAI-compatible model server for one Hugging Face causal LM "
+                    "(transformers + torch on cuda / mps / cpu).",
+    )
+    parser.add_argument("--model", default=None,
+                        help="Hugging Face model id or local folder. Default: the tiny demo "
+                             "model (random weights, MEANINGLESS output), built under "
+                             "var/models/ on first use.")
+    parser.add_argument("--served-name", default=None,
+                        help="model name clients use (default: last part of --model)")
+    parser.add_argument("--device", default="auto", help="auto | cuda | cuda:N | mps | cpu")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--max-tokens-cap", type=int, default=2048,
+                        help="upper bound on max_tokens per request")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import uvicorn
+
+    from worker.demo_model import DEFAULT_DIR, DEMO_NAME, build_demo_model
+    from worker.engine import Engine
+    from worker.server import create_app
+
+    model = args.model
+    served = args.served_name
+    if model is None:
+        model_dir = Path(DEFAULT_DIR)
+        if not (model_dir / "config.json").exists():
+            logging.warning("building the tiny demo model in %s (random weights: its output "
+                            "is meaningless; pass --model for a real one)", model_dir)
+            build_demo_model(model_dir)
+        model, served = str(model_dir), served or DEMO_NAME
+    engine = Engine(model, device=args.device, served_name=served)
+    print(f"sprout-worker serving {engine.served_name} on {engine.device} at "
+          f"http://{args.host}:{args.port}/v1", flush=True)
+    uvicorn.run(create_app(engine, max_tokens_cap=args.max_tokens_cap), host=args.host,
+                port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
