@@ -112,12 +112,13 @@ def _serve(settings: Settings) -> int:
     from proxy.app import create_app
     from proxy.auth.keys import resolve_master_key
 
+    generated = settings.master_key is None and not settings.master_key_file.exists()
     master = resolve_master_key(settings.master_key, settings.master_key_file, create=True)
     settings = settings.model_copy(update={"master_key": master})
     if settings.pools_file is not None and not settings.pools_file.exists():
         print(f"sprout-proxy: pools file not found: {settings.pools_file}", file=sys.stderr)
         return 2
-    key_hint = _masked(master)
+    key_hint = _describe_key(master, settings.master_key_file, generated)
     print(f"sprout-proxy on http://{settings.host}:{settings.port}/v1  (master key: {key_hint}; "
           f"database: {settings.database_url})", flush=True)
     uvicorn.run(
@@ -131,15 +132,11 @@ def _serve(settings: Settings) -> int:
     return 0
 
 
-def _masked(key: SecretStr | None) -> str:
+def _describe_key(key: SecretStr | None, key_file: Path, generated: bool) -> str:
+    """A new user sees the generated key once; configured keys are only hinted at."""
     if key is None:
         return "none"
     value = key.get_secret_value()
-    if key_file_generated(value):
-        return f"{value} (saved in var/master-key)"
-    return value[:6] + "…" if len(value) > 6 else "set"
-
-
-def key_file_generated(value: str) -> bool:
-    """Generated keys are printed in full so a new user can copy them."""
-    return value.startswith("sk-sprout-")
+    if generated:
+        return f"{value} (saved in {key_file})"
+    return value[:6] + "…" if len(value) > 12 else "set"

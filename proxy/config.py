@@ -14,7 +14,11 @@ class Settings(BaseSettings):
     """Every setting of the proxy; `.env.example` lists each one (a test keeps them in sync)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="PROXY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="PROXY_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,  # `PROXY_MASTER_KEY=` means unset, not an empty key
+        extra="ignore",
     )
 
     # Server

@@ -13,12 +13,12 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from proxy.app import create_app  # noqa: E402
-from proxy.config import Settings  # noqa: E402
-from proxy.fakes.upstream import ScriptedUpstream  # noqa: E402
-from proxy.pools.config import PoolConfig  # noqa: E402
-from tests.support.postgres import PostgresServer, free_port  # noqa: E402
-from tests.support.servers import ChildProcess, ServerThread  # noqa: E402
+from proxy.app import create_app
+from proxy.config import Settings
+from proxy.fakes.upstream import ScriptedUpstream
+from proxy.pools.config import PoolConfig
+from tests.support.postgres import PostgresServer, free_port
+from tests.support.servers import ChildProcess, ServerThread
 
 MASTER_KEY = "sk-test-master-key"
 

@@ -63,6 +63,7 @@ class ResponseProbe(_Probe):
 
     choices: list[ChoiceProbe] = []
     usage: Usage | None = None
+    error: dict[str, object] | None = None  # some servers report failures in-stream
 
     def output_chars(self) -> int:
         """Characters of generated text over all choices."""

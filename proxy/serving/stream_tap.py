@@ -83,8 +83,9 @@ class SSETap:
         try:
             probe = ResponseProbe.model_validate_json(data)
         except ValidationError:
-            if data.startswith(b'{"error"'):
-                self.error_payload = data
+            return True  # not ours to judge: forwarded as it came
+        if probe.error is not None:
+            self.error_payload = data
             return True
         if any(choice.carries_token() for choice in probe.choices):
             self.token_events += 1
