@@ -52,5 +52,7 @@ class Settings(BaseSettings):
     # Ledger writer: bounded queue, batches, spill file while the database is down.
     ledger_queue_size: int = Field(default=10_000, ge=1)
     ledger_batch_size: int = Field(default=500, ge=1)
+    # How long the writer gathers rows into one batch (one transaction) after the first.
+    ledger_linger_s: float = Field(default=0.05, ge=0)
     ledger_retry_interval_s: float = Field(default=2.0, gt=0)
     ledger_spill_path: Path = Path("var/ledger-spill.jsonl")

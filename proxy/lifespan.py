@@ -41,6 +41,7 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
         queue_size=settings.ledger_queue_size,
         batch_size=settings.ledger_batch_size,
         retry_interval_s=settings.ledger_retry_interval_s,
+        linger_s=settings.ledger_linger_s,
     )
     ledger.start()
     configs = await asyncio.gather(*(discover_models(c) for c in configured_pools(settings)))

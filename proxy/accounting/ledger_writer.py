@@ -48,12 +48,14 @@ class LedgerWriter:
         queue_size: int,
         batch_size: int,
         retry_interval_s: float,
+        linger_s: float = 0.0,
     ) -> None:
         self._engine = engine
         self._spill = spill
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
         self._retry_interval_s = retry_interval_s
+        self._linger_s = linger_s
         self._task: asyncio.Task[None] | None = None
         self._insert = _insert_ignoring_duplicates(engine)
         self.stats = LedgerStats()
@@ -107,6 +109,8 @@ class LedgerWriter:
                 closing = True
             else:
                 batch.append(first)
+                if self._linger_s and self._queue.qsize() < self._batch_size:
+                    await asyncio.sleep(self._linger_s)  # one transaction for many rows
             while len(batch) < self._batch_size and not self._queue.empty():
                 item = self._queue.get_nowait()
                 if item is _CLOSE:

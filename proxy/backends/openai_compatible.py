@@ -8,6 +8,7 @@ import httpx
 from pydantic import SecretStr
 
 from proxy.backends.base import Backend, UpstreamRequest, UpstreamResponse
+from proxy.backends.http1_transport import KeepAliveTransport
 from proxy.errors import BackendUnavailable
 
 _PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
@@ -25,26 +26,39 @@ class OpenAICompatibleBackend(Backend):
 
     kind = "openai"
 
-    def __init__(self, base_url: str, client: httpx.AsyncClient, api_key: SecretStr | None):
+    def __init__(
+        self,
+        base_url: str,
+        transport: httpx.AsyncBaseTransport,
+        api_key: SecretStr | None,
+        timeouts: dict[str, float],
+    ):
         self.url = base_url
-        self._client = client
+        self._transport = transport
+        self._extensions = {"timeout": timeouts}  # read by httpx's default transport
         self._headers = {"content-type": "application/json", "accept-encoding": "identity"}
         if api_key is not None:
             self._headers["authorization"] = f"Bearer {api_key.get_secret_value()}"
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """POST the body; return when the status line and headers are in."""
-        http_request = self._client.build_request(
+        http_request = httpx.Request(
             "POST",
             self.url + _PATHS[request.endpoint],
             content=request.payload.to_json_bytes(),
             headers=self._headers,
+            extensions=self._extensions,
         )
         try:
-            response = await self._client.send(http_request, stream=True)
+            # The transport directly: a passthrough needs no auth, redirect or cookie handling.
+            response = await self._transport.handle_async_request(http_request)
         except httpx.HTTPError as exc:
             raise map_httpx_error(exc) from exc
         return _HttpxResponse(response)
+
+    async def aclose(self) -> None:
+        """Close the pool's connections (shared by its backends; closing twice is harmless)."""
+        await self._transport.aclose()
 
 
 class _HttpxResponse(UpstreamResponse):
@@ -55,7 +69,7 @@ class _HttpxResponse(UpstreamResponse):
 
     async def read(self) -> bytes:
         try:
-            return await self._response.aread()
+            return b"".join([chunk async for chunk in self._response.aiter_raw()])
         except httpx.HTTPError as exc:
             raise map_httpx_error(exc) from exc
         finally:
@@ -72,14 +86,20 @@ class _HttpxResponse(UpstreamResponse):
         await self._response.aclose()
 
 
-def make_client(
-    *, max_connections: int, connect_timeout_s: float, read_timeout_s: float
-) -> httpx.AsyncClient:
-    """One pooled client per pool; the read timeout bounds the wait for each chunk."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s),
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        ),
-        trust_env=False,
+def make_transport(
+    base_urls: list[str], *, max_connections: int, connect_timeout_s: float, read_timeout_s: float
+) -> httpx.AsyncBaseTransport:
+    """One connection pool per pool: lean keep-alive for http://, httpx's own for https://."""
+    if all(url.startswith("http://") for url in base_urls):
+        return KeepAliveTransport(connect_timeout_s=connect_timeout_s,
+                                  read_timeout_s=read_timeout_s, max_idle=max_connections)
+    return httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(max_connections=max_connections,
+                            max_keepalive_connections=max_connections),
     )
+
+
+def timeouts(connect_timeout_s: float, read_timeout_s: float) -> dict[str, float]:
+    """Httpx's per-request timeout extension."""
+    return {"connect": connect_timeout_s, "read": read_timeout_s, "write": read_timeout_s,
+            "pool": connect_timeout_s}

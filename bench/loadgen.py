@@ -1,0 +1,118 @@
+"""A lean HTTP/1.1 keep-alive load generator (raw asyncio streams), so that on a small machine
+the client takes as little CPU as possible from the servers being measured."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import statistics
+import time
+from urllib.parse import urlsplit
+
+
+@dataclasses.dataclass
+class Sample:
+    """One request: time to the first content byte of the body, and to the end."""
+
+    ttfb_s: float
+    total_s: float
+    status: int
+
+
+class Connection:
+    """One keep-alive connection; `request` sends prebuilt bytes and reads one response."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str) -> Connection:
+        parts = urlsplit(url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        return cls(reader, writer)
+
+    async def request(self, raw: bytes, *, stream: bool) -> Sample:
+        started = time.perf_counter()
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        headers = head.lower()
+        first_s = 0.0
+        if b"transfer-encoding: chunked" in headers:
+            while True:
+                size_line = await self.reader.readuntil(b"\r\n")
+                size = int(size_line.strip().split(b";")[0], 16)
+                chunk = await self.reader.readexactly(size + 2)
+                if not first_s and (not stream or b'"content"' in chunk or b'"text"' in chunk):
+                    first_s = time.perf_counter() - started
+                if size == 0:
+                    break
+                del chunk
+        else:
+            marker = b"content-length: "
+            index = headers.index(marker) + len(marker)
+            length = int(headers[index:headers.index(b"\r\n", index)])
+            await self.reader.readexactly(length)
+            first_s = time.perf_counter() - started
+        total = time.perf_counter() - started
+        return Sample(first_s or total, total, status)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def build_request(url: str, body: bytes, api_key: str) -> bytes:
+    """Raw bytes of a keep-alive JSON POST."""
+    parts = urlsplit(url)
+    return (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\n"
+        f"Authorization: Bearer {api_key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
+    ).encode() + body
+
+
+async def sequential(url: str, raw: bytes, count: int, *, stream: bool) -> list[Sample]:
+    """`count` requests one after another on one connection (after 20 warm-ups)."""
+    connection = await Connection.open(url)
+    try:
+        for _ in range(20):
+            await connection.request(raw, stream=stream)
+        return [await connection.request(raw, stream=stream) for _ in range(count)]
+    finally:
+        connection.close()
+
+
+async def closed_loop(url: str, raw: bytes, concurrency: int, duration_s: float, *,
+                      stream: bool) -> tuple[float, list[Sample]]:
+    """`concurrency` clients each sending back to back for `duration_s`: (req/s, samples)."""
+    samples: list[Sample] = []
+    deadline = time.perf_counter() + duration_s
+
+    async def client() -> None:
+        connection = await Connection.open(url)
+        try:
+            await connection.request(raw, stream=stream)  # warm-up
+            while time.perf_counter() < deadline:
+                samples.append(await connection.request(raw, stream=stream))
+        finally:
+            connection.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    bad = [s for s in samples if s.status != 200]
+    if bad:
+        raise RuntimeError(f"{len(bad)} of {len(samples)} requests failed (status {bad[0].status})")
+    return len(samples) / elapsed, samples
+
+
+def percentile_ms(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) in milliseconds."""
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index] * 1000.0
+
+
+def median_ms(values: list[float]) -> float:
+    """Median in milliseconds."""
+    return statistics.median(values) * 1000.0
