@@ -29,6 +29,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.include_router(openai.router)
     app.include_router(health.router)
+    app.router.routes[:0] = openai.fast_routes  # first match wins: see api/openai.py
     app.add_exception_handler(ProxyError, _proxy_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -58,6 +58,7 @@ class LedgerWriter:
         self._linger_s = linger_s
         self._task: asyncio.Task[None] | None = None
         self._insert = _insert_ignoring_duplicates(engine)
+        self._append = _bulk_append(engine) or self._insert
         self.stats = LedgerStats()
 
     @property
@@ -128,7 +129,7 @@ class LedgerWriter:
 
     async def _write(self, batch: list[LedgerRow]) -> None:
         try:
-            await asyncio.to_thread(self._insert, [row.as_db_values() for row in batch])
+            await asyncio.to_thread(self._append, [row.as_db_values() for row in batch])
         except Exception as exc:  # any driver error: the database is unusable for now
             if self.stats.database_up:
                 log.warning("ledger database unavailable (%s); spilling rows to %s",
@@ -167,6 +168,28 @@ class LedgerWriter:
         self.stats.replayed_rows += len(rows)
         self.stats.database_up = True
         log.info("replayed %d spilled ledger rows", len(rows))
+
+
+def _bulk_append(engine: Engine) -> Any:
+    """PostgreSQL: COPY, several times cheaper per row than executemany (None elsewhere).
+
+    Only for fresh rows, whose request ids are new; spill replays, which may repeat rows whose
+    commit was acknowledged too late, go through `_insert_ignoring_duplicates`.
+    """
+    if engine.dialect.name != "postgresql":
+        return None
+    columns = [column.name for column in requests.columns]
+    statement = f"COPY {requests.name} ({', '.join(columns)}) FROM STDIN"
+
+    def append(values: list[dict[str, Any]]) -> None:
+        with engine.begin() as connection:
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            with raw.cursor() as cursor, cursor.copy(statement) as copy:
+                for row in values:
+                    copy.write_row([row[name] for name in columns])
+
+    return append
 
 
 def _insert_ignoring_duplicates(engine: Engine) -> Any:

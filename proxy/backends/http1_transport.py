@@ -26,12 +26,17 @@ class _Parsed:
         self.body: collections.deque[bytes] = collections.deque()
         self.headers_done = False
         self.complete = False
+        self.keep_alive = False
+        self.parser: httptools.HttpResponseParser | None = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        # Ask now: after the message completes, httptools has reset and always says False.
+        assert self.parser is not None
+        self.keep_alive = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -103,6 +108,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
     ) -> tuple[_Parsed, httptools.HttpResponseParser]:
         parsed = _Parsed()
         parser = httptools.HttpResponseParser(parsed)
+        parsed.parser = parser
         try:
             connection.writer.write(payload)
             while not parsed.headers_done:
@@ -158,7 +164,7 @@ class _ResponseStream(httpx.AsyncByteStream):
             while parsed.body:
                 yield parsed.body.popleft()
             if parsed.complete:
-                self._finish(reusable=self._parser.should_keep_alive())
+                self._finish(reusable=parsed.keep_alive)
                 return
             try:
                 data = await asyncio.wait_for(reader.read(65536), self._read_timeout_s)
