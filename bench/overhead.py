@@ -55,7 +55,8 @@ def start_litellm(venv: Path, stub_url: str, work: Path) -> subprocess.Popen[byt
     )
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROXY_", "DATABASE_URL"))}
-    env |= {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": KEY}
+    env |= {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
+            "LITELLM_MASTER_KEY": KEY}
     log = (work / "litellm.log").open("wb")
     process = subprocess.Popen([str(binary), "--config", str(config), "--port", str(port),
                                 "--num_workers", "1"], stdout=log, stderr=subprocess.STDOUT,

@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "alembic.runtime.plugins"):  # one line per call/plugin otherwise
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.root.level))
     if args.command == "migrate":
         from proxy.accounting.migrate import upgrade_to_head
 

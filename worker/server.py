@@ -13,12 +13,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import ValidationError
 
+from proxy.api.body import parse_body
+from proxy.errors import ProxyError
 from proxy.protocol.chat import ChatCompletionRequest
 from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
 from proxy.protocol.errors import ErrorEnvelope
-from proxy.serving.exchange import wait_for_disconnect
+from proxy.serving.exchange import error_body, wait_for_disconnect
 from worker.engine import Engine, Generation, Sampling
 
 DEFAULT_MAX_TOKENS = 64
@@ -27,6 +28,7 @@ DEFAULT_MAX_TOKENS = 64
 def create_app(engine: Engine, *, max_tokens_cap: int = 2048) -> FastAPI:
     """Routes for chat, completions, embeddings and models."""
     app = FastAPI(title="sprout-worker")
+    app.add_exception_handler(ProxyError, _proxy_error)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -40,10 +42,7 @@ def create_app(engine: Engine, *, max_tokens_cap: int = 2048) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
-        try:
-            body = ChatCompletionRequest.model_validate_json(await request.body())
-        except ValidationError as exc:
-            return _bad_request(exc)
+        body = parse_body(ChatCompletionRequest, await request.body())
         messages = [m.model_dump(exclude_none=True) for m in body.messages]
         prompt = engine.chat_prompt(messages)
         limit = body.max_completion_tokens or body.max_tokens
@@ -53,10 +52,7 @@ def create_app(engine: Engine, *, max_tokens_cap: int = 2048) -> FastAPI:
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        try:
-            body = CompletionRequest.model_validate_json(await request.body())
-        except ValidationError as exc:
-            return _bad_request(exc)
+        body = parse_body(CompletionRequest, await request.body())
         if not isinstance(body.prompt, str) and not _is_token_list(body.prompt):
             return _error(400, "this worker takes one prompt per request", "prompt")
         prompt = engine.text_prompt(body.prompt)  # type: ignore[arg-type]
@@ -66,10 +62,7 @@ def create_app(engine: Engine, *, max_tokens_cap: int = 2048) -> FastAPI:
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
-        try:
-            body = EmbeddingRequest.model_validate_json(await request.body())
-        except ValidationError as exc:
-            return _bad_request(exc)
+        body = parse_body(EmbeddingRequest, await request.body())
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not all(isinstance(text, str) for text in texts):
             return _error(400, "this worker embeds text inputs only", "input")
@@ -201,10 +194,9 @@ def _id(kind: str) -> str:
     return ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
 
 
-def _bad_request(exc: ValidationError) -> Response:
-    error = exc.errors(include_url=False)[0]
-    param = ".".join(str(p) for p in error["loc"])
-    return _error(400, f"Invalid value for '{param}': {error['msg']}", param)
+async def _proxy_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProxyError)
+    return Response(error_body(exc), status_code=exc.status_code, media_type="application/json")
 
 
 def _error(status: int, message: str, param: str | None = None) -> Response:

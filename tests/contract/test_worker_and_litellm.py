@@ -78,3 +78,14 @@ def test_litellm_upstream_failure_is_a_502(start_proxy, fake: Fake, pg_url: str)
     assert caught.value.status_code == 502
     (row,) = wait_rows(pg_url, 1)
     assert row["status"] == "upstream_error" and row["retries"] == 1
+
+
+@pytest.mark.worker
+def test_worker_rejects_bad_input_in_openai_format(worker: str) -> None:
+    import httpx
+
+    response = httpx.post(worker + "/chat/completions", json={"model": "x", "messages": "hi"})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "messages"
+    missing = httpx.post(worker + "/completions", content=b"{")
+    assert missing.status_code == 400 and missing.json()["error"]["code"] == "invalid_json"

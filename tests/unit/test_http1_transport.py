@@ -67,7 +67,8 @@ def test_keep_alive_connections_are_reused() -> None:
         server, url, connections = await _serve(handler)
         transport = _transport()
         for i in range(5):
-            assert await _get(transport, url, f'{{"n": {i}}}'.encode()) == (200, f'{{"n": {i}}}'.encode())
+            payload = f'{{"n": {i}}}'.encode()
+            assert await _get(transport, url, payload) == (200, payload)
         assert len(connections) == 1
         await transport.aclose()
         server.close()
