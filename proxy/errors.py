@@ -67,6 +67,12 @@ class Overloaded(ProxyError):
     ledger_status: LedgerStatus = "rejected"
 
 
+class UpstreamRateLimited(Overloaded):
+    """Every backend answered 429 (the client sees 429; the ledger blames the upstream)."""
+
+    ledger_status: LedgerStatus = "upstream_error"
+
+
 class UpstreamFailed(ProxyError):
     """No backend answered usefully before the first byte (502)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import httpx
@@ -67,8 +68,6 @@ async def discover_models(pool: PoolConfig, timeout_s: float = 3.0) -> PoolConfi
 
 
 def _ids_as_names(body: bytes) -> bytes:
-    import json
-
     document = json.loads(body)
     names = [{"name": item["id"]} for item in document.get("data", [])]
     return json.dumps({"data": names}).encode()

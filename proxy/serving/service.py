@@ -17,7 +17,13 @@ from starlette.types import Receive
 from proxy.accounting.ledger_writer import LedgerWriter
 from proxy.accounting.record import LedgerRow
 from proxy.backends.base import UpstreamRequest, UpstreamResponse
-from proxy.errors import BackendUnavailable, ProxyError, UpstreamFailed, UpstreamTimedOut
+from proxy.errors import (
+    BackendUnavailable,
+    ProxyError,
+    UpstreamFailed,
+    UpstreamRateLimited,
+    UpstreamTimedOut,
+)
 from proxy.pools.config import Endpoint
 from proxy.pools.registry import Pool, PoolRegistry, Route
 from proxy.protocol.chat import ChatCompletionRequest
@@ -214,6 +220,12 @@ class Serving:
                 exchange.upstream_s += time.perf_counter() - sent_at
         assert last is not None
         attempts = self.retry.max_attempts
+        if last.status_code == 429:
+            raise UpstreamRateLimited(
+                f"pool {pool.name!r}: upstream rate limit ({attempts} attempts): {last}",
+                code="upstream_rate_limited",
+                headers={"retry-after": "1"},
+            )
         if last.timed_out:
             raise UpstreamTimedOut(
                 f"pool {pool.name!r}: upstream timed out ({attempts} attempts): {last}",

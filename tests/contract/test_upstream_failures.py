@@ -144,3 +144,17 @@ def _wait(condition, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+def test_upstream_rate_limit_everywhere_is_a_429(start_proxy, start_fake, pg_url) -> None:
+    limited = [start_fake(), start_fake()]
+    for fake in limited:
+        fake.app.script(default=Behaviour(status=429, error_message="slow down"))
+    proxy = start_proxy([fake_pool(*limited)], pg_url, retry_max_attempts=2)
+    with pytest.raises(openai.RateLimitError) as caught:
+        proxy.client().chat.completions.create(model="fake-model", messages=MESSAGES)
+    assert caught.value.code == "upstream_rate_limited"
+    assert caught.value.response.headers["retry-after"] == "1"
+    assert sum(f.app.stats.requests for f in limited) == 2  # the other backend was tried
+    (row,) = wait_rows(pg_url, 1)
+    assert row["status"] == "upstream_error" and row["http_status"] == 429
