@@ -1,0 +1,1 @@
+"""Task classes: a cheap, pure classification of prompts by their own features."""

@@ -1,0 +1,1 @@
+"""Sprout generation directives: catalogue, injection into requests, and client/key policy."""

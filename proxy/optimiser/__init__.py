@@ -1,0 +1,1 @@
+"""The carbon-aware directive optimiser: LP formulation and the published Allocation."""
