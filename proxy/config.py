@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from proxy.directives.catalogue import DEFAULT_LEVELS, DirectiveLevel
 from proxy.pools.config import PoolConfig
 
 
@@ -56,3 +58,28 @@ class Settings(BaseSettings):
     ledger_linger_s: float = Field(default=0.05, ge=0)
     ledger_retry_interval_s: float = Field(default=2.0, gt=0)
     ledger_spill_path: Path = Path("var/ledger-spill.jsonl")
+
+    # Directives (Sprout): the catalogue, and what requests get without a header or key policy.
+    directive_levels: list[DirectiveLevel] = Field(default_factory=lambda: list(DEFAULT_LEVELS))
+    directive_default: str = "auto"  # off | auto | a level id
+
+    # Optimiser: the LP re-solved on a schedule and published to the request path.
+    optimiser_interval_s: float = Field(default=300.0, gt=0)
+    optimiser_form: Literal["per_class", "global"] = "per_class"
+    optimiser_xi: float = Field(default=0.1, ge=0, le=1)
+    optimiser_trailing_days: float = Field(default=30.0, gt=0)
+    optimiser_half_life_h: float = Field(default=24.0, gt=0)
+    optimiser_prior_strength: float = Field(default=20.0, ge=0)
+    optimiser_quality_lower_bound_z: float = Field(default=0.2, ge=0)
+    optimiser_min_verdicts: int = Field(default=30, ge=1)
+
+    # Grid carbon intensity for the optimiser until per-pool providers land: a fixed value, or
+    # an Electricity Maps hourly CSV export replayed with its year shifted to now.
+    carbon_static_g_per_kwh: float = Field(default=300.0, gt=0)
+    carbon_trace_file: Path | None = None
+    carbon_trace_column: Literal["direct", "LCA"] = "direct"
+
+    # Energy estimate for the optimiser until metered joules land in the ledger: joules per
+    # output token. Default: Sprout's Llama-2-13B-chat measurements (../shared/data/sprout,
+    # GPU only, one request at a time): sum of energy_j_L1+L2 over sum of answer_chars / 4.
+    estimate_j_per_output_token: float = Field(default=7.4, gt=0)

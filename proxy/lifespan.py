@@ -15,14 +15,30 @@ from proxy.accounting.migrate import upgrade_to_head
 from proxy.accounting.spill import SpillFile
 from proxy.auth.keys import KeyRing, load_virtual_keys, resolve_master_key
 from proxy.backends.factory import build_backends
+from proxy.carbon.base import CarbonIntensityProvider
+from proxy.carbon.static import StaticProvider
+from proxy.carbon.trace import TraceProvider
 from proxy.config import Settings
+from proxy.directives.catalogue import Catalogue
+from proxy.jobs.leader import LeaderLock
+from proxy.jobs.reoptimise import Reoptimiser
+from proxy.jobs.scheduler import start_scheduler
+from proxy.optimiser.allocation import Allocation, AllocationHolder
 from proxy.pools.discovery import configured_pools, discover_models
 from proxy.pools.registry import Pool, PoolRegistry
+from proxy.serving.directing import Director
 from proxy.serving.retry import RetryPolicy
 from proxy.serving.service import Serving
 from proxy.state import AppState
 
 log = logging.getLogger(__name__)
+
+
+def carbon_provider(settings: Settings) -> CarbonIntensityProvider:
+    """The intensity source the optimiser uses (a trace if configured, else the static value)."""
+    if settings.carbon_trace_file is not None:
+        return TraceProvider(settings.carbon_trace_file, settings.carbon_trace_column)
+    return StaticProvider(settings.carbon_static_g_per_kwh)
 
 
 @asynccontextmanager
@@ -34,7 +50,8 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     master_key = resolve_master_key(settings.master_key, settings.master_key_file, create=False)
     if master_key is None:
         log.warning("no master key configured: only virtual keys are accepted")
-    keys = KeyRing(master_key, await asyncio.to_thread(load_virtual_keys, engine))
+    digests, policies = await asyncio.to_thread(load_virtual_keys, engine)
+    keys = KeyRing(master_key, digests, policies)
     ledger = LedgerWriter(
         engine,
         SpillFile(settings.ledger_spill_path),
@@ -51,11 +68,22 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     retry = RetryPolicy(
         settings.retry_max_attempts, settings.retry_backoff_base_s, settings.retry_backoff_max_s
     )
-    serving = Serving(registry, ledger, retry, random.Random())
-    state = AppState(settings, engine, ledger, keys, registry, serving)
+    rng = random.Random()
+    catalogue = Catalogue(settings.directive_levels)
+    holder = AllocationHolder(Allocation.always(
+        catalogue.ids, catalogue.baseline.level, "cold start: the optimiser has not run yet"))
+    director = Director(catalogue, holder, keys, settings.directive_default, rng)
+    serving = Serving(registry, ledger, retry, rng, director)
+    reoptimiser = Reoptimiser(
+        engine=engine, settings=settings, catalogue=catalogue, holder=holder,
+        provider=await asyncio.to_thread(carbon_provider, settings), leader=LeaderLock(engine),
+    )
+    scheduler = start_scheduler(reoptimiser, settings.optimiser_interval_s)
+    state = AppState(settings, engine, ledger, keys, registry, serving, holder, reoptimiser)
     try:
         yield {"sprout": state}
     finally:
+        scheduler.shutdown(wait=False)
         await registry.aclose()
         await ledger.aclose()
         engine.dispose()

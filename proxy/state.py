@@ -9,6 +9,8 @@ from sqlalchemy import Engine
 from proxy.accounting.ledger_writer import LedgerWriter
 from proxy.auth.keys import KeyRing
 from proxy.config import Settings
+from proxy.jobs.reoptimise import Reoptimiser
+from proxy.optimiser.allocation import AllocationHolder
 from proxy.pools.registry import PoolRegistry
 from proxy.serving.service import Serving
 
@@ -23,3 +25,5 @@ class AppState:
     keys: KeyRing
     registry: PoolRegistry
     serving: Serving
+    allocation: AllocationHolder
+    reoptimiser: Reoptimiser

@@ -81,3 +81,47 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("policy_json", Text, nullable=True),
 )
+
+
+# One row per judge verdict from the offline evaluator: which level's answer won for a prompt of
+# a task class. The optimiser turns recent verdicts into quality scores q(class, level).
+judgments = Table(
+    "judgments",
+    metadata,
+    Column("judgment_id", String(64), primary_key=True),
+    Column("evaluation_id", String(64), nullable=True),
+    Column("judged_at", DateTime(timezone=True), nullable=False),
+    Column("task_class", String(64), nullable=False),
+    Column("levels", String(128), nullable=False),  # comma-separated levels compared
+    Column("winner_level", String(16), nullable=True),  # null: the judge failed (recorded)
+    Column("judge_model", String(256), nullable=True),
+    Column("position_order", String(128), nullable=True),
+    Column("answer_chars_json", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_judgments_judged_at", "judged_at"),
+)
+
+# One row per optimiser solve: its inputs, the published allocation and how it was obtained.
+optimiser_runs = Table(
+    "optimiser_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("ran_at", DateTime(timezone=True), nullable=False),
+    Column("form", String(16), nullable=False),
+    Column("status", String(32), nullable=False),  # optimal | cold_start | fallback
+    Column("reason", Text, nullable=True),
+    Column("xi", Float, nullable=False),
+    Column("ci_g_per_kwh", Float, nullable=False),
+    Column("ci_source", String(64), nullable=False),
+    Column("ci_min_g_per_kwh", Float, nullable=False),
+    Column("ci_max_g_per_kwh", Float, nullable=False),
+    Column("tolerance_used", Float, nullable=True),
+    Column("expected_g_co2e", Float, nullable=True),
+    Column("baseline_g_co2e", Float, nullable=True),
+    Column("expected_quality", Float, nullable=True),
+    Column("quality_floor", Float, nullable=True),
+    Column("solve_ms", Float, nullable=True),
+    Column("inputs_json", Text, nullable=False),
+    Column("allocation_json", Text, nullable=False),
+    Index("ix_optimiser_runs_ran_at", "ran_at"),
+)

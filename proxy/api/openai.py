@@ -35,7 +35,8 @@ async def _serve(request: Request, endpoint: Endpoint) -> Response:
         parsed = parse_body(_MODELS[endpoint], body)
     except ProxyError as exc:
         return serving.reject(exchange, exc)
-    return await serving.serve(exchange, parsed, request.receive)
+    header = request.headers.get("x-sprout-directive")
+    return await serving.serve(exchange, parsed, request.receive, header)
 
 
 @router.post("/chat/completions", summary="Create a chat completion (OpenAI-compatible)")

@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, select
 
 from proxy.accounting.tables import api_keys
+from proxy.directives.policy import KeyPolicy
 from proxy.errors import AuthenticationFailed
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,19 @@ def key_sha256(key: str) -> str:
 class KeyRing:
     """In-memory view of the keys; the request path never touches the database."""
 
-    def __init__(self, master_key: SecretStr | None, virtual: dict[str, str] | None = None):
+    def __init__(
+        self,
+        master_key: SecretStr | None,
+        virtual: dict[str, str] | None = None,
+        policies: dict[str, KeyPolicy] | None = None,
+    ):
         self._master = master_key.get_secret_value().encode() if master_key else None
         self._virtual = dict(virtual or {})  # sha256 hex -> key id
+        self._policies = dict(policies or {})  # key id -> directive policy
+
+    def policy(self, key_id: str | None) -> KeyPolicy | None:
+        """The key's directive policy, if it has one."""
+        return self._policies.get(key_id) if key_id else None
 
     def replace_virtual(self, virtual: dict[str, str]) -> None:
         """Swap in a fresh copy of the virtual keys (after a reload)."""
@@ -59,11 +70,18 @@ class KeyRing:
         return key_id
 
 
-def load_virtual_keys(engine: Engine) -> dict[str, str]:
-    """Active virtual keys from the database (called at start-up and on reload)."""
-    query = select(api_keys.c.key_sha256, api_keys.c.key_id).where(api_keys.c.revoked_at.is_(None))
+def load_virtual_keys(engine: Engine) -> tuple[dict[str, str], dict[str, KeyPolicy]]:
+    """Active virtual keys (hash -> id) and their policies, from the database."""
+    query = select(api_keys.c.key_sha256, api_keys.c.key_id, api_keys.c.policy_json).where(
+        api_keys.c.revoked_at.is_(None))
+    digests: dict[str, str] = {}
+    policies: dict[str, KeyPolicy] = {}
     with engine.connect() as connection:
-        return {digest: key_id for digest, key_id in connection.execute(query)}
+        for digest, key_id, policy_json in connection.execute(query):
+            digests[digest] = key_id
+            if policy_json:
+                policies[key_id] = KeyPolicy.model_validate_json(policy_json)
+    return digests, policies
 
 
 def resolve_master_key(

@@ -56,3 +56,20 @@ class ChatCompletionRequest(WireModel):
     def prompt_chars(self) -> int:
         """Characters of prompt text, for the labelled fallback token estimate."""
         return sum(message.text_chars() for message in self.messages)
+
+    def task_text(self) -> str:
+        """The text a task class is read from: the last user message."""
+        for message in reversed(self.messages):
+            if message.role == "user":
+                if isinstance(message.content, str):
+                    return message.content
+                return " ".join(part.text or "" for part in message.content or [])
+        return ""
+
+    def is_structured(self) -> bool:
+        """Tools, functions or JSON output: a shortened answer could break the contract."""
+        extra = self.model_extra or {}
+        response_format = extra.get("response_format")
+        json_output = isinstance(response_format, dict) and str(
+            response_format.get("type", "")).startswith("json")
+        return bool(extra.get("tools") or extra.get("functions") or json_output)

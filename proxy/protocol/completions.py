@@ -33,6 +33,17 @@ class CompletionRequest(WireModel):
         """Characters of prompt text (token-id prompts count four characters a token)."""
         return _prompt_chars(self.prompt)
 
+    def task_text(self) -> str:
+        """The text a task class is read from (the first text prompt)."""
+        prompt = self.prompt
+        if isinstance(prompt, str):
+            return prompt
+        return next((p for p in prompt if isinstance(p, str)), "")
+
+    def is_structured(self) -> bool:
+        """Completions have no tools or JSON mode."""
+        return False
+
 
 class EmbeddingRequest(WireModel):
     """An embeddings request; never streamed."""

@@ -30,6 +30,7 @@ from proxy.protocol.chat import ChatCompletionRequest
 from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
 from proxy.protocol.errors import ErrorEnvelope
 from proxy.protocol.streaming import ResponseProbe, StreamOptions
+from proxy.serving.directing import Director
 from proxy.serving.exchange import (
     CLIENT_CLOSED_REQUEST,
     Exchange,
@@ -55,11 +56,13 @@ class Serving:
         ledger: LedgerWriter,
         retry: RetryPolicy,
         rng: random.Random,
+        director: Director,
     ) -> None:
         self.registry = registry
         self.ledger = ledger
         self.retry = retry
         self.rng = rng
+        self.director = director
 
     def begin(self, endpoint: Endpoint) -> Exchange:
         """Start the clock and the row for a request that just arrived."""
@@ -82,7 +85,11 @@ class Serving:
         )
 
     async def serve(
-        self, exchange: Exchange, request: InferenceRequest, receive: Receive
+        self,
+        exchange: Exchange,
+        request: InferenceRequest,
+        receive: Receive,
+        directive_header: str | None = None,
     ) -> Response:
         """Answer a parsed, authenticated request; never raises."""
         row = exchange.row
@@ -91,6 +98,8 @@ class Serving:
         exchange.prompt_chars = request.prompt_chars()
         endpoint: Endpoint = row.endpoint  # type: ignore[assignment]
         try:
+            if not isinstance(request, EmbeddingRequest):  # never a directive on embeddings
+                request = self.director.apply(row, request, directive_header)
             route = self.registry.resolve(request.model, endpoint)
             row.pool = route.pool.name
             row.backend = route.pool.config.kind
@@ -245,6 +254,8 @@ class Serving:
         }
         if row.pool:
             headers["x-sprout-pool"] = row.pool
+        if row.directive_level:
+            headers["x-sprout-directive"] = row.directive_level
         return headers
 
 

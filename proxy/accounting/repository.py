@@ -1,0 +1,72 @@
+"""Reads and writes the optimiser needs (never commits: callers own the transaction)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, desc, insert, select
+
+from proxy.accounting.tables import judgments, optimiser_runs, requests
+from proxy.optimiser.inputs import Usage, Verdict
+
+
+def _as_aware(value: datetime, like: datetime) -> datetime:
+    # SQLite returns naive datetimes for timezone-aware columns.
+    return value.replace(tzinfo=like.tzinfo) if value.tzinfo is None else value
+
+
+def recent_usage(connection: Connection, now: datetime, since: datetime,
+                 limit: int = 100_000) -> list[Usage]:
+    """Successful client requests with a task class and directive level, newest first."""
+    columns = requests.c
+    query = (
+        select(columns.created_at, columns.task_class, columns.directive_level,
+               columns.completion_tokens, columns.latency_ms, columns.energy_j)
+        .where(columns.created_at >= since, columns.status == "ok",
+               columns.task_class.is_not(None), columns.directive_level.is_not(None))
+        .order_by(desc(columns.created_at))
+        .limit(limit)
+    )
+    return [
+        Usage(task_class=row.task_class, level=row.directive_level,
+              completion_tokens=row.completion_tokens or 0, latency_s=row.latency_ms / 1000.0,
+              energy_j=row.energy_j,
+              age_h=(now - _as_aware(row.created_at, now)).total_seconds() / 3600)
+        for row in connection.execute(query)
+    ]
+
+
+def recent_verdicts(connection: Connection, now: datetime, since: datetime) -> list[Verdict]:
+    """Successful judge verdicts since a time."""
+    query = select(judgments.c.judged_at, judgments.c.task_class, judgments.c.winner_level).where(
+        judgments.c.judged_at >= since, judgments.c.winner_level.is_not(None))
+    return [
+        Verdict(row.task_class, row.winner_level,
+                (now - _as_aware(row.judged_at, now)).total_seconds() / 3600)
+        for row in connection.execute(query)
+    ]
+
+
+def recorded_ci(connection: Connection, since: datetime) -> list[tuple[datetime, float]]:
+    """Intensities the optimiser has seen (for trailing statistics across restarts)."""
+    query = select(optimiser_runs.c.ran_at, optimiser_runs.c.ci_g_per_kwh).where(
+        optimiser_runs.c.ran_at >= since)
+    return [(row.ran_at, row.ci_g_per_kwh) for row in connection.execute(query)]
+
+
+def add_optimiser_run(connection: Connection, values: dict[str, Any]) -> None:
+    """Persist one solve."""
+    connection.execute(insert(optimiser_runs).values(**values))
+
+
+def latest_optimiser_run(connection: Connection) -> dict[str, Any] | None:
+    """The newest solve (followers publish its allocation)."""
+    row = connection.execute(
+        select(optimiser_runs).order_by(desc(optimiser_runs.c.ran_at)).limit(1)).first()
+    if row is None:
+        return None
+    values = dict(row._mapping)
+    values["allocation"] = json.loads(values["allocation_json"])
+    return values

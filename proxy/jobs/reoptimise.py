@@ -1,0 +1,157 @@
+"""Reoptimiser: re-solve the LP from the ledger and the judge's verdicts, publish, persist."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from proxy.accounting import repository
+from proxy.carbon.base import CarbonIntensityProvider, CIReading
+from proxy.carbon.window import CIStats, trailing_stats
+from proxy.classify.classifier import CLASSES
+from proxy.config import Settings
+from proxy.directives.catalogue import Catalogue
+from proxy.jobs.leader import LeaderLock
+from proxy.optimiser.allocation import Allocation, AllocationHolder
+from proxy.optimiser.inputs import Terms, Usage, Verdict, build_terms
+from proxy.optimiser.lp import Solution, solve
+
+log = logging.getLogger(__name__)
+
+
+class Reoptimiser:
+    """One call of `run_once` per interval (APScheduler) or on demand."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        settings: Settings,
+        catalogue: Catalogue,
+        holder: AllocationHolder,
+        provider: CarbonIntensityProvider,
+        leader: LeaderLock,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._catalogue = catalogue
+        self._holder = holder
+        self._provider = provider
+        self._leader = leader
+        self._clock = clock
+
+    async def run_once(self) -> str:
+        """Solve and publish (leader), or publish the leader's latest solve (follower)."""
+        now = self._clock()
+        if not await asyncio.to_thread(self._leader.is_leader):
+            return await self._follow()
+        settings = self._settings
+        window = timedelta(days=settings.optimiser_trailing_days)
+        reading = await self._provider.current(now)
+        history = await self._provider.history(now - window, now)
+        recorded, usage, verdicts = await asyncio.to_thread(self._read, now, window)
+        stats = trailing_stats([*history, *recorded], now, window, reading)
+        built = build_terms(
+            self._catalogue.ids, CLASSES, usage, verdicts,
+            ci_g_per_kwh=reading.g_per_kwh,
+            j_per_output_token=settings.estimate_j_per_output_token,
+            half_life_h=settings.optimiser_half_life_h,
+            prior_strength=settings.optimiser_prior_strength,
+            lower_bound_z=settings.optimiser_quality_lower_bound_z,
+            min_verdicts=settings.optimiser_min_verdicts,
+        )
+        allocation, solution = self._allocate(built, reading, stats)
+        self._holder.publish(allocation)
+        status = "cold_start" if solution is None else solution.status
+        await asyncio.to_thread(self._persist, self._run_row(now, status, allocation, built,
+                                                             reading, stats, solution))
+        log.info("optimiser: %s", allocation.reason)
+        return status
+
+    def _allocate(self, built: Terms, reading: CIReading,
+                  stats: CIStats) -> tuple[Allocation, Solution | None]:
+        levels = self._catalogue.ids
+        if built.terms is None:
+            return Allocation.always(levels, levels[0], built.reason), None
+        settings = self._settings
+        solution = solve(built.terms, xi=settings.optimiser_xi, ci=reading.g_per_kwh,
+                         ci_min=stats.min_g_per_kwh, ci_max=stats.max_g_per_kwh,
+                         form=settings.optimiser_form)
+        baseline = tuple(1.0 if i == 0 else 0.0 for i in range(len(levels)))
+        saving = 1 - solution.expected_carbon_g / solution.baseline_carbon_g
+        reason = (f"{settings.optimiser_form} LP at {reading.g_per_kwh:.0f} g/kWh "
+                  f"({reading.source}): expected saving {saving:.1%}, quality "
+                  f"{solution.expected_quality:.3f} >= floor {solution.quality_floor:.3f}")
+        return Allocation(levels, solution.rows, baseline, reason), solution
+
+    def _read(self, now: datetime,
+              window: timedelta) -> tuple[list[CIReading], list[Usage], list[Verdict]]:
+        horizon = now - timedelta(hours=8 * self._settings.optimiser_half_life_h)
+        with self._engine.connect() as connection:
+            recorded = [CIReading(value, at if at.tzinfo else at.replace(tzinfo=UTC), "recorded")
+                        for at, value in repository.recorded_ci(connection, now - window)]
+            usage = repository.recent_usage(connection, now, horizon)
+            verdicts = repository.recent_verdicts(connection, now, horizon)
+        return recorded, usage, verdicts
+
+    def _persist(self, values: dict[str, Any]) -> None:
+        with self._engine.begin() as connection:
+            repository.add_optimiser_run(connection, values)
+
+    def _run_row(self, now: datetime, status: str, allocation: Allocation, built: Terms,
+                 reading: CIReading, stats: CIStats,
+                 solution: Solution | None) -> dict[str, Any]:
+        settings = self._settings
+        inputs = {
+            "verdicts": built.verdicts, "requests": built.requests,
+            "ci_stats": dataclasses.asdict(stats),
+            "terms": [dataclasses.asdict(t) for t in built.terms or []],
+        }
+        return {
+            "run_id": f"opt_{secrets.token_hex(8)}", "ran_at": now, "form":
+            settings.optimiser_form, "status": status, "reason": allocation.reason,
+            "xi": settings.optimiser_xi, "ci_g_per_kwh": reading.g_per_kwh,
+            "ci_source": reading.source, "ci_min_g_per_kwh": stats.min_g_per_kwh,
+            "ci_max_g_per_kwh": stats.max_g_per_kwh,
+            "tolerance_used": solution.tolerance_used if solution else None,
+            "expected_g_co2e": solution.expected_carbon_g if solution else None,
+            "baseline_g_co2e": solution.baseline_carbon_g if solution else None,
+            "expected_quality": solution.expected_quality if solution else None,
+            "quality_floor": solution.quality_floor if solution else None,
+            "solve_ms": solution.solve_ms if solution else None,
+            "inputs_json": json.dumps(inputs),
+            "allocation_json": json.dumps(allocation_document(allocation)),
+        }
+
+    async def _follow(self) -> str:
+        latest = await asyncio.to_thread(self._latest)
+        if latest is None:
+            return "follower: no solve yet"
+        document = latest["allocation"]
+        if tuple(document["levels"]) != self._catalogue.ids:
+            return "follower: leader uses another directive catalogue"
+        self._holder.publish(Allocation(
+            tuple(document["levels"]), {k: tuple(v) for k, v in document["rows"].items()},
+            tuple(document["default"]), f"from leader run {latest['run_id']}: {latest['reason']}",
+        ))
+        return "follower"
+
+    def _latest(self) -> dict[str, Any] | None:
+        with self._engine.connect() as connection:
+            return repository.latest_optimiser_run(connection)
+
+
+def allocation_document(allocation: Allocation) -> dict[str, Any]:
+    """JSON form of an Allocation (persisted, and shown by the admin API)."""
+    return {"levels": list(allocation.levels), "rows": {k: list(v) for k, v in
+                                                        allocation.rows.items()},
+            "default": list(allocation.default), "reason": allocation.reason}

@@ -1,0 +1,59 @@
+"""Director: the per-request directive decision (policy, task class, one draw, injection)."""
+
+from __future__ import annotations
+
+import random
+
+from proxy.accounting.record import LedgerRow
+from proxy.auth.keys import KeyRing
+from proxy.classify.classifier import classify
+from proxy.directives.catalogue import Catalogue
+from proxy.directives.injection import inject_chat, inject_completion, inject_completion_text
+from proxy.directives.policy import choose
+from proxy.optimiser.allocation import AllocationHolder
+from proxy.protocol.chat import ChatCompletionRequest
+from proxy.protocol.completions import CompletionRequest
+
+
+class Director:
+    """Pure apart from one uniform draw; no I/O. Records its decision on the ledger row."""
+
+    def __init__(self, catalogue: Catalogue, holder: AllocationHolder, keys: KeyRing,
+                 default: str, rng: random.Random) -> None:
+        if default not in ("off", "auto") and catalogue.get(default) is None:
+            raise ValueError(f"directive default {default!r} is not off, auto or a level id")
+        self.catalogue = catalogue
+        self.holder = holder
+        self._keys = keys
+        self._default = default
+        self._rng = rng
+
+    def apply(
+        self, row: LedgerRow, request: ChatCompletionRequest | CompletionRequest,
+        header: str | None,
+    ) -> ChatCompletionRequest | CompletionRequest:
+        """The request as it goes upstream; raises InvalidRequest for a bad header."""
+        choice = choose(self.catalogue, header=header, key_policy=self._keys.policy(row.api_key_id),
+                        default=self._default, structured=request.is_structured())
+        row.task_class = classify(request.task_text())
+        if choice.mode == "auto":
+            level = self.holder.current.draw(row.task_class, self._rng.random())
+        elif choice.mode == "pinned" and choice.level is not None:
+            level = choice.level
+        else:
+            row.directive_level = choice.mode  # off | exempt
+            return request
+        directive = self.catalogue.get(level)
+        if directive is None:  # a level dropped from the catalogue since the last solve
+            directive = self.catalogue.baseline
+        if directive.text is not None:
+            if isinstance(request, ChatCompletionRequest):
+                request = inject_chat(request, directive.text)
+            elif inject_completion(request):
+                request = inject_completion_text(request, directive.text)
+            else:
+                row.directive_level = "exempt"  # token-id prompts cannot carry text
+                return request
+        row.directive_level = directive.level
+        row.directive_hash = directive.text_sha256
+        return request
