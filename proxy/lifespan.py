@@ -74,9 +74,10 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
         catalogue.ids, catalogue.baseline.level, "cold start: the optimiser has not run yet"))
     director = Director(catalogue, holder, keys, settings.directive_default, rng)
     serving = Serving(registry, ledger, retry, rng, director)
+    leader = LeaderLock(engine)
     reoptimiser = Reoptimiser(
         engine=engine, settings=settings, catalogue=catalogue, holder=holder,
-        provider=await asyncio.to_thread(carbon_provider, settings), leader=LeaderLock(engine),
+        provider=await asyncio.to_thread(carbon_provider, settings), leader=leader,
     )
     scheduler = start_scheduler(reoptimiser, settings.optimiser_interval_s)
     state = AppState(settings, engine, ledger, keys, registry, serving, holder, reoptimiser)
@@ -84,6 +85,7 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
         yield {"sprout": state}
     finally:
         scheduler.shutdown(wait=False)
+        await asyncio.to_thread(leader.release)  # another replica may lead at once
         await registry.aclose()
         await ledger.aclose()
         engine.dispose()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
 
 # Any constant shared by all replicas; "sprout" in ASCII.
 LOCK_KEY = 0x73_70_72_6F_75_74
@@ -20,7 +21,10 @@ class LeaderLock:
     """`is_leader()` acquires the lock if free and checks it is still held."""
 
     def __init__(self, engine: Engine, key: int = LOCK_KEY) -> None:
-        self._engine = engine
+        # A session lock must never go back into a pool (the next user would hold it
+        # unknowingly), so the lock lives on its own unpooled connection.
+        self._engine = (create_engine(engine.url, poolclass=NullPool)
+                        if engine.dialect.name == "postgresql" else engine)
         self._key = key
         self._connection: Any = None
 
@@ -48,8 +52,11 @@ class LeaderLock:
         return False
 
     def release(self) -> None:
-        """Give the lead up (closing the session frees the lock)."""
+        """Give the lead up (unlock, and closing the session frees it in any case)."""
         if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                         {"key": self._key})
             with contextlib.suppress(Exception):
                 self._connection.close()
             self._connection = None
