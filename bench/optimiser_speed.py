@@ -1,0 +1,99 @@
+"""Optimiser speed: LP solve time, and the per-request directive decision.
+
+    .venv/bin/python bench/optimiser_speed.py
+
+- LP: 8 classes x (3 levels x 6 pools) options per class, per-class form with one global quality
+  constraint (quality depends on the level only; pool capacity constraints come with routing).
+  Goal <= 10 ms.
+- Decision: what the request path adds per chat request: policy, task class, one draw from the
+  published Allocation, directive injection. Goal <= 20 us.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from proxy.accounting.record import LedgerRow  # noqa: E402
+from proxy.auth.keys import KeyRing  # noqa: E402
+from proxy.classify.classifier import CLASSES, classify  # noqa: E402
+from proxy.directives.catalogue import DEFAULT_LEVELS, Catalogue  # noqa: E402
+from proxy.optimiser.allocation import Allocation, AllocationHolder  # noqa: E402
+from proxy.optimiser.lp import ClassTerms, solve  # noqa: E402
+from proxy.protocol.chat import ChatCompletionRequest  # noqa: E402
+from proxy.serving.directing import Director  # noqa: E402
+
+PROMPTS = [
+    "Which gas is inert?\n(A): neon\n(B): oxygen\n(C): hydrogen\n(D): nitrogen",
+    "Tom has 3 apples and buys 5 more. How many apples does he have now?",
+    "who wrote the iliad",
+    "Write a short story about a lighthouse keeper who befriends a seagull.",
+    "Name three primary colours.",
+]
+
+
+def lp_times(repeats: int, rng: random.Random) -> list[float]:
+    levels, pools = 3, 6
+    times = []
+    for _ in range(repeats):
+        terms = []
+        for c in range(8):
+            quality = [rng.random() for _ in range(levels)]
+            total = sum(quality)
+            carbon, q = [], []
+            for level in range(levels):
+                for _pool in range(pools):
+                    carbon.append(rng.uniform(0.01, 1.0) / (level + 1))
+                    q.append(quality[level] / total)
+            terms.append(ClassTerms(f"c{c}", rng.random() + 0.1, tuple(carbon), tuple(q)))
+        started = time.perf_counter()
+        solve(terms, xi=0.1, ci=rng.uniform(100, 400), ci_min=50, ci_max=450)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def decision_times(repeats: int) -> dict[str, float]:
+    catalogue = Catalogue(DEFAULT_LEVELS)
+    rows = {name: (0.2, 0.5, 0.3) for name in CLASSES}
+    holder = AllocationHolder(Allocation(catalogue.ids, rows, (1.0, 0.0, 0.0), "bench"))
+    director = Director(catalogue, holder, KeyRing(None), "auto", random.Random(0))
+    requests = [ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "system", "content": "Be kind."},
+                                    {"role": "user", "content": p}]}) for p in PROMPTS]
+    row = LedgerRow("r", None, "chat")  # type: ignore[arg-type]
+    results = {}
+    for name, call in [
+        ("classify", lambda r: classify(r.task_text())),
+        ("allocation draw", lambda r: holder.current.draw("open/s", 0.42)),
+        ("whole decision (policy+classify+draw+inject)", lambda r: director.apply(row, r, None)),
+    ]:
+        samples = []
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(repeats):
+                for request in requests:
+                    call(request)
+            samples.append((time.perf_counter() - started) / (repeats * len(requests)) * 1e6)
+        results[name] = statistics.median(samples)
+    return results
+
+
+def main() -> int:
+    times = lp_times(300, random.Random(0))
+    print(f"LP 8 classes x 3 levels x 6 pools (144 variables): median "
+          f"{statistics.median(times):.2f} ms, p99 {sorted(times)[int(0.99 * len(times))]:.2f}"
+          f" ms (goal <= 10 ms)")
+    for name, micros in decision_times(2000).items():
+        print(f"{name:46s} {micros:6.2f} us per request")
+    print("(goal for the whole decision: <= 20 us)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
