@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     directive_levels: list[DirectiveLevel] = Field(default_factory=lambda: list(DEFAULT_LEVELS))
     directive_default: str = "auto"  # off | auto | a level id
 
+    # Prompt capture for the evaluator: only keys whose policy opts in (the master key by this
+    # flag), a sampled share of their chat/completion requests, kept for the retention period.
+    capture_master_key_prompts: bool = False
+    prompt_capture_rate: float = Field(default=0.1, ge=0, le=1)
+    prompt_retention_days: float = Field(default=7.0, gt=0)
+
     # Optimiser: the LP re-solved on a schedule and published to the request path.
     optimiser_interval_s: float = Field(default=300.0, gt=0)
     optimiser_form: Literal["per_class", "global"] = "per_class"

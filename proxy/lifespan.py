@@ -26,6 +26,7 @@ from proxy.jobs.scheduler import start_scheduler
 from proxy.optimiser.allocation import Allocation, AllocationHolder
 from proxy.pools.discovery import configured_pools, discover_models
 from proxy.pools.registry import Pool, PoolRegistry
+from proxy.serving.capture import CapturePolicy
 from proxy.serving.directing import Director
 from proxy.serving.retry import RetryPolicy
 from proxy.serving.service import Serving
@@ -73,7 +74,9 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     holder = AllocationHolder(Allocation.always(
         catalogue.ids, catalogue.baseline.level, "cold start: the optimiser has not run yet"))
     director = Director(catalogue, holder, keys, settings.directive_default, rng)
-    serving = Serving(registry, ledger, retry, rng, director)
+    capture = CapturePolicy(keys, master_key_captures=settings.capture_master_key_prompts,
+                            rate=settings.prompt_capture_rate, rng=rng)
+    serving = Serving(registry, ledger, retry, rng, director, capture)
     leader = LeaderLock(engine)
     reoptimiser = Reoptimiser(
         engine=engine, settings=settings, catalogue=catalogue, holder=holder,

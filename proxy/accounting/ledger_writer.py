@@ -6,14 +6,15 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 from proxy.accounting.record import LedgerRow
 from proxy.accounting.spill import SpillFile
-from proxy.accounting.tables import requests
+from proxy.accounting.tables import prompt_samples, requests
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class LedgerWriter:
 
     async def _write(self, batch: list[LedgerRow]) -> None:
         try:
-            await asyncio.to_thread(self._append, [row.as_db_values() for row in batch])
+            await asyncio.to_thread(self._append, batch)
         except Exception as exc:  # any driver error: the database is unusable for now
             if self.stats.database_up:
                 log.warning("ledger database unavailable (%s); spilling rows to %s",
@@ -160,7 +161,7 @@ class LedgerWriter:
         try:
             for start in range(0, len(rows), self._batch_size):
                 chunk = rows[start : start + self._batch_size]
-                await asyncio.to_thread(self._insert, [row.as_db_values() for row in chunk])
+                await asyncio.to_thread(self._insert, chunk)
         except Exception:  # still down: the taken file stays and is retried first next time
             self.stats.database_up = False
             return
@@ -170,7 +171,10 @@ class LedgerWriter:
         log.info("replayed %d spilled ledger rows", len(rows))
 
 
-def _bulk_append(engine: Engine) -> Any:
+Write = Callable[[list[LedgerRow]], None]
+
+
+def _bulk_append(engine: Engine) -> Write | None:
     """PostgreSQL: COPY, several times cheaper per row than executemany (None elsewhere).
 
     Only for fresh rows, whose request ids are new; spill replays, which may repeat rows whose
@@ -180,32 +184,45 @@ def _bulk_append(engine: Engine) -> Any:
         return None
     columns = [column.name for column in requests.columns]
     statement = f"COPY {requests.name} ({', '.join(columns)}) FROM STDIN"
+    samples = _on_conflict_do_nothing(engine, prompt_samples, "sample_id")
 
-    def append(values: list[dict[str, Any]]) -> None:
+    def append(rows: list[LedgerRow]) -> None:
         with engine.begin() as connection:
             raw = connection.connection.driver_connection
             assert raw is not None
             with raw.cursor() as cursor, cursor.copy(statement) as copy:
-                for row in values:
-                    copy.write_row([row[name] for name in columns])
+                for row in rows:
+                    values = row.as_db_values()
+                    copy.write_row([values[name] for name in columns])
+            _insert_samples(connection, samples, rows)
 
     return append
 
 
-def _insert_ignoring_duplicates(engine: Engine) -> Any:
+def _insert_ignoring_duplicates(engine: Engine) -> Write:
     """An executemany INSERT that skips rows already present (replays are idempotent)."""
-    dialect = engine.dialect.name
-    if dialect == "postgresql":
-        statement: Any = postgresql.insert(requests).on_conflict_do_nothing(
-            index_elements=["request_id"]
-        )
-    elif dialect == "sqlite":
-        statement = sqlite.insert(requests).on_conflict_do_nothing(index_elements=["request_id"])
-    else:
-        raise ValueError(f"unsupported ledger database dialect: {dialect}")
+    statement = _on_conflict_do_nothing(engine, requests, "request_id")
+    samples = _on_conflict_do_nothing(engine, prompt_samples, "sample_id")
 
-    def insert(values: list[dict[str, Any]]) -> None:
+    def insert(rows: list[LedgerRow]) -> None:
         with engine.begin() as connection:
-            connection.execute(statement, values)
+            connection.execute(statement, [row.as_db_values() for row in rows])
+            _insert_samples(connection, samples, rows)
 
     return insert
+
+
+def _insert_samples(connection: Connection, statement: Any, rows: list[LedgerRow]) -> None:
+    """Captured prompts go in the same transaction as their ledger rows."""
+    values = [sample for row in rows if (sample := row.sample_values()) is not None]
+    if values:
+        connection.execute(statement, values)
+
+
+def _on_conflict_do_nothing(engine: Engine, table: Table, key: str) -> Any:
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
+    raise ValueError(f"unsupported ledger database dialect: {dialect}")

@@ -47,15 +47,29 @@ class LedgerRow:
     operational_g_co2e: float | None = None
     embodied_g_co2e: float | None = None
     pue: float | None = None
+    # The client's request as received, for keys that opted in to capture: it goes to the
+    # `prompt_samples` table (with retention), never into `requests`.
+    captured_request: str | None = None
 
     def as_db_values(self) -> dict[str, Any]:
-        """Column values for an INSERT."""
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        """Column values for an INSERT into `requests`."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                if field.name != "captured_request"}
+
+    def sample_values(self) -> dict[str, Any] | None:
+        """The `prompt_samples` row, if this request was captured."""
+        if self.captured_request is None:
+            return None
+        return {"sample_id": self.request_id, "captured_at": self.created_at,
+                "api_key_id": self.api_key_id, "endpoint": self.endpoint,
+                "model": self.requested_model or "", "task_class": self.task_class,
+                "request_json": self.captured_request}
 
     def as_json_values(self) -> dict[str, Any]:
-        """JSON-safe values for the spill file."""
+        """JSON-safe values for the spill file (the captured request included)."""
         values = self.as_db_values()
         values["created_at"] = self.created_at.isoformat()
+        values["captured_request"] = self.captured_request
         return values
 
     @classmethod

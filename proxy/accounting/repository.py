@@ -23,7 +23,8 @@ def recent_usage(connection: Connection, now: datetime, since: datetime,
     columns = requests.c
     query = (
         select(columns.created_at, columns.task_class, columns.directive_level,
-               columns.completion_tokens, columns.latency_ms, columns.energy_j)
+               columns.completion_tokens, columns.latency_ms, columns.energy_j,
+               columns.is_evaluator)
         .where(columns.created_at >= since, columns.status == "ok",
                columns.task_class.is_not(None), columns.directive_level.is_not(None))
         .order_by(desc(columns.created_at))
@@ -32,7 +33,7 @@ def recent_usage(connection: Connection, now: datetime, since: datetime,
     return [
         Usage(task_class=row.task_class, level=row.directive_level,
               completion_tokens=row.completion_tokens or 0, latency_s=row.latency_ms / 1000.0,
-              energy_j=row.energy_j,
+              energy_j=row.energy_j, is_evaluator=bool(row.is_evaluator),
               age_h=(now - _as_aware(row.created_at, now)).total_seconds() / 3600)
         for row in connection.execute(query)
     ]

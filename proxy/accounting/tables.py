@@ -90,6 +90,7 @@ judgments = Table(
     metadata,
     Column("judgment_id", String(64), primary_key=True),
     Column("evaluation_id", String(64), nullable=True),
+    Column("sample_id", String(64), nullable=True),
     Column("judged_at", DateTime(timezone=True), nullable=False),
     Column("task_class", String(64), nullable=False),
     Column("levels", String(128), nullable=False),  # comma-separated levels compared
@@ -124,4 +125,68 @@ optimiser_runs = Table(
     Column("inputs_json", Text, nullable=False),
     Column("allocation_json", Text, nullable=False),
     Index("ix_optimiser_runs_ran_at", "ran_at"),
+)
+
+
+# Prompts captured for the evaluator, only from keys whose policy opts in; deleted after the
+# retention period. Nothing else of a prompt is stored anywhere.
+prompt_samples = Table(
+    "prompt_samples",
+    metadata,
+    Column("sample_id", String(64), primary_key=True),  # the request id it was captured from
+    Column("captured_at", DateTime(timezone=True), nullable=False),
+    Column("api_key_id", String(64), nullable=True),
+    Column("endpoint", String(32), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("task_class", String(64), nullable=True),
+    Column("request_json", Text, nullable=False),  # the client's request, before any directive
+    Index("ix_prompt_samples_captured_at", "captured_at"),
+)
+
+# One row per evaluator run (bounded, resumable).
+evaluations = Table(
+    "evaluations",
+    metadata,
+    Column("evaluation_id", String(64), primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("status", String(32), nullable=False),  # running | done | stopped | failed
+    Column("trigger", String(64), nullable=False),  # schedule | run-once | admin
+    Column("judge_model", String(256), nullable=False),
+    Column("levels", String(128), nullable=False),
+    Column("planned_prompts", Integer, nullable=False),
+    Column("judged_prompts", Integer, nullable=False),
+    Column("failed_prompts", Integer, nullable=False),
+    Column("ci_g_per_kwh", Float, nullable=True),
+    Column("sample_ids_json", Text, nullable=False),  # the plan, so a stopped run resumes
+    Column("note", Text, nullable=True),
+    Index("ix_evaluations_started_at", "started_at"),
+)
+
+# Regenerated answers, kept until judged (so a stopped run resumes without asking again).
+evaluation_answers = Table(
+    "evaluation_answers",
+    metadata,
+    Column("evaluation_id", String(64), primary_key=True),
+    Column("sample_id", String(64), primary_key=True),
+    Column("level", String(16), primary_key=True),
+    Column("request_id", String(64), nullable=True),
+    Column("answer_text", Text, nullable=True),
+    Column("answer_chars", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# q(class, level) per evaluation: win share with counts and a 95% Wilson interval.
+quality_scores = Table(
+    "quality_scores",
+    metadata,
+    Column("evaluation_id", String(64), primary_key=True),
+    Column("task_class", String(64), primary_key=True),  # "*" = all classes together
+    Column("level", String(16), primary_key=True),
+    Column("wins", Integer, nullable=False),
+    Column("judged", Integer, nullable=False),
+    Column("q", Float, nullable=False),
+    Column("q_low", Float, nullable=False),
+    Column("q_high", Float, nullable=False),
 )

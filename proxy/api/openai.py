@@ -7,6 +7,7 @@ from starlette.routing import Route
 
 from proxy.api.body import parse_body, read_body
 from proxy.api.deps import StateDep, get_state
+from proxy.auth.keys import MASTER_KEY_ID
 from proxy.errors import NotFound, ProxyError
 from proxy.pools.config import Endpoint
 from proxy.protocol.chat import ChatCompletionRequest
@@ -32,6 +33,10 @@ async def _serve(request: Request, endpoint: Endpoint) -> Response:
     try:
         body = await read_body(request, state.settings.max_body_bytes)
         exchange.row.api_key_id = state.keys.authenticate(request.headers.get("authorization"))
+        # Evaluator traffic is counted in the ledger but apart from client traffic; only the
+        # master key (which the evaluator uses) may mark it.
+        exchange.row.is_evaluator = (exchange.row.api_key_id == MASTER_KEY_ID
+                                     and "x-sprout-evaluator" in request.headers)
         parsed = parse_body(_MODELS[endpoint], body)
     except ProxyError as exc:
         return serving.reject(exchange, exc)

@@ -25,6 +25,8 @@ class KeyPolicy(BaseModel):
 
     directive: str = "auto"  # off | auto | a level id
     structured_output_directives: bool = False
+    # Opt in to prompt capture for the offline evaluator (sampled, deleted after retention).
+    capture_prompts: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

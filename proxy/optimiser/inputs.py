@@ -36,6 +36,7 @@ class Usage:
     latency_s: float
     energy_j: float | None
     age_h: float
+    is_evaluator: bool = False  # regenerations: they measure every level but are not traffic
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -86,6 +87,7 @@ def build_terms(
     energy_sum = np.zeros((len(classes), len(levels)))
     time_sum = np.zeros_like(energy_sum)
     weight_sum = np.zeros_like(energy_sum)
+    traffic = np.zeros(len(classes))
     for row in usage:
         c, lvl = class_index.get(row.task_class), level_index.get(row.level)
         if c is None or lvl is None:
@@ -96,7 +98,9 @@ def build_terms(
         energy_sum[c, lvl] += weight * joules
         time_sum[c, lvl] += weight * row.latency_s
         weight_sum[c, lvl] += weight
-    served = weight_sum.sum()
+        if not row.is_evaluator:
+            traffic[c] += weight
+    served = traffic.sum()
     if judged < min_verdicts:
         return Terms(None, f"cold start: {judged:.0f} recent judge verdicts, need "
                            f"{min_verdicts} (run the evaluator)", judged, served)
@@ -104,7 +108,7 @@ def build_terms(
         return Terms(None, "cold start: no served requests in the ledger yet", judged, served)
     energy = _fill_levels(energy_sum, weight_sum)
     seconds = _fill_levels(time_sum, weight_sum)
-    shares = weight_sum.sum(axis=1) + 1e-3  # unseen classes keep a row of their own
+    shares = traffic + 1e-3  # unseen classes keep a row of their own
     quality = counts.scores(prior_strength, lower_bound_z)
     carbon = energy / 3.6e6 * ci_g_per_kwh * pue + embodied_g_per_s * seconds
     terms = [ClassTerms(name, float(shares[i]), tuple(float(v) for v in carbon[i]),

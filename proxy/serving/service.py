@@ -30,6 +30,7 @@ from proxy.protocol.chat import ChatCompletionRequest
 from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
 from proxy.protocol.errors import ErrorEnvelope
 from proxy.protocol.streaming import ResponseProbe, StreamOptions
+from proxy.serving.capture import CapturePolicy
 from proxy.serving.directing import Director
 from proxy.serving.exchange import (
     CLIENT_CLOSED_REQUEST,
@@ -57,12 +58,14 @@ class Serving:
         retry: RetryPolicy,
         rng: random.Random,
         director: Director,
+        capture: CapturePolicy | None = None,
     ) -> None:
         self.registry = registry
         self.ledger = ledger
         self.retry = retry
         self.rng = rng
         self.director = director
+        self.capture = capture
 
     def begin(self, endpoint: Endpoint) -> Exchange:
         """Start the clock and the row for a request that just arrived."""
@@ -99,6 +102,9 @@ class Serving:
         endpoint: Endpoint = row.endpoint  # type: ignore[assignment]
         try:
             if not isinstance(request, EmbeddingRequest):  # never a directive on embeddings
+                if (not row.is_evaluator and self.capture is not None
+                        and self.capture.wants(row.api_key_id)):
+                    row.captured_request = request.to_json_bytes().decode()
                 request = self.director.apply(row, request, directive_header)
             route = self.registry.resolve(request.model, endpoint)
             row.pool = route.pool.name
