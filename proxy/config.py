@@ -69,6 +69,17 @@ class Settings(BaseSettings):
     prompt_capture_rate: float = Field(default=0.1, ge=0, le=1)
     prompt_retention_days: float = Field(default=7.0, gt=0)
 
+    # Evaluator: regenerates captured prompts at every level, a judge model picks the best.
+    # The scheduled job is off until a judge model (one the pools serve) is set.
+    evaluator_judge_model: str | None = None
+    evaluator_interval_s: float = Field(default=3600.0, gt=0)
+    evaluator_max_prompts: int = Field(default=50, ge=1)
+    evaluator_time_budget_s: float = Field(default=900.0, gt=0)
+    evaluator_max_idle_h: float = Field(default=72.0, ge=0)
+    evaluator_grace_h: float = Field(default=6.0, ge=0)
+    evaluator_staleness_rate_per_h: float = Field(default=0.029, ge=0)
+    evaluator_max_pool_utilisation: float = Field(default=0.5, ge=0, le=1)
+
     # Optimiser: the LP re-solved on a schedule and published to the request path.
     optimiser_interval_s: float = Field(default=300.0, gt=0)
     optimiser_form: Literal["per_class", "global"] = "per_class"

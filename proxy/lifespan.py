@@ -22,7 +22,7 @@ from proxy.config import Settings
 from proxy.directives.catalogue import Catalogue
 from proxy.jobs.leader import LeaderLock
 from proxy.jobs.reoptimise import Reoptimiser
-from proxy.jobs.scheduler import start_scheduler
+from proxy.jobs.scheduler import Job, start_scheduler
 from proxy.optimiser.allocation import Allocation, AllocationHolder
 from proxy.pools.discovery import configured_pools, discover_models
 from proxy.pools.registry import Pool, PoolRegistry
@@ -82,7 +82,16 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
         engine=engine, settings=settings, catalogue=catalogue, holder=holder,
         provider=await asyncio.to_thread(carbon_provider, settings), leader=leader,
     )
-    scheduler = start_scheduler(reoptimiser, settings.optimiser_interval_s)
+    jobs: list[tuple[str, Job, float]] = [
+        ("reoptimise", reoptimiser.run_once, settings.optimiser_interval_s)]
+    if settings.evaluator_judge_model:
+        from proxy.jobs.evaluation import EvaluationJob  # the evaluator package, when enabled
+
+        evaluation = EvaluationJob(
+            engine=engine, settings=settings, serving=serving, registry=registry,
+            provider=reoptimiser.provider, leader=leader, catalogue=catalogue)
+        jobs.append(("evaluate", evaluation.tick, settings.evaluator_interval_s))
+    scheduler = start_scheduler(jobs)
     state = AppState(settings, engine, ledger, keys, registry, serving, holder, reoptimiser)
     try:
         yield {"sprout": state}

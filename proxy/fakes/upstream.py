@@ -14,6 +14,7 @@ import asyncio
 import collections
 import dataclasses
 import json
+import re
 import time
 from typing import Any
 
@@ -55,11 +56,22 @@ class _Dropped(Exception):
 
 
 class ScriptedUpstream:
-    """The ASGI app. `models` are the names `/v1/models` lists."""
+    """The ASGI app. `models` are the names `/v1/models` lists.
 
-    def __init__(self, models: tuple[str, ...] = ("fake-model",), name: str = "fake") -> None:
-        self.models = models
+    `directive_tokens` maps a directive text to the number of tokens answered when a request
+    carries it (so levels differ, like a real model's answers). A request for one of
+    `judge_models` is answered like a judge: "Best: N" for the shortest answer in the prompt
+    (or the longest, with `judge_prefers="longest"`).
+    """
+
+    def __init__(self, models: tuple[str, ...] = ("fake-model",), name: str = "fake", *,
+                 directive_tokens: dict[str, int] | None = None,
+                 judge_models: tuple[str, ...] = (), judge_prefers: str = "shortest") -> None:
+        self.models = models + judge_models
         self.name = name
+        self.directive_tokens = directive_tokens or {}
+        self.judge_models = judge_models
+        self.judge_prefers = judge_prefers
         self.default = Behaviour()
         self.queue: collections.deque[Behaviour] = collections.deque()
         self.stats = FakeStats()
@@ -142,7 +154,9 @@ class ScriptedUpstream:
             usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
             return await _json(send, 200, {"object": "list", "data": data, "model": model,
                                            "usage": usage})
-        words = [f"tok{i}" for i in range(behaviour.tokens)]
+        if model in self.judge_models:
+            return await self._judge(request, model, send)
+        words = [f"tok{i}" for i in range(self._tokens(request, behaviour))]
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
                  "total_tokens": prompt_tokens + len(words)}
         if request.get("stream"):
@@ -162,6 +176,25 @@ class ScriptedUpstream:
             body["usage"] = usage
         self.stats.completed += 1
         await _json(send, 200, body)
+
+    def _tokens(self, request: dict[str, Any], behaviour: Behaviour) -> int:
+        text = json.dumps(request.get("messages") or request.get("prompt") or "")
+        for directive, tokens in sorted(self.directive_tokens.items(), key=lambda d: -len(d[0])):
+            if directive in text:
+                return tokens
+        return behaviour.tokens
+
+    async def _judge(self, request: dict[str, Any], model: str, send: Send) -> None:
+        prompt = request["messages"][-1]["content"]
+        answers = re.findall(r"Answer (\d+):\n<<<\n(.*?)\n>>>", prompt, re.DOTALL)
+        pick = min if self.judge_prefers == "shortest" else max
+        number = pick(answers, key=lambda a: len(a[1]))[0] if answers else "1"
+        self.stats.completed += 1
+        await _json(send, 200, {
+            "id": "cmpl-judge", "object": "chat.completion", "created": int(time.time()),
+            "model": model, "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                "role": "assistant", "content": f"Best: {number}"}}],
+            "usage": {"prompt_tokens": 50, "completion_tokens": 3, "total_tokens": 53}})
 
     async def _stream(self, endpoint: str, model: str, words: list[str], usage: dict[str, int],
                       request: dict[str, Any], behaviour: Behaviour, receive: Receive,

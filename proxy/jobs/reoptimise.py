@@ -45,7 +45,7 @@ class Reoptimiser:
         self._settings = settings
         self._catalogue = catalogue
         self._holder = holder
-        self._provider = provider
+        self.provider = provider
         self._leader = leader
         self._clock = clock
 
@@ -56,8 +56,8 @@ class Reoptimiser:
             return await self._follow()
         settings = self._settings
         window = timedelta(days=settings.optimiser_trailing_days)
-        reading = await self._provider.current(now)
-        history = await self._provider.history(now - window, now)
+        reading = await self.provider.current(now)
+        history = await self.provider.history(now - window, now)
         recorded, usage, verdicts = await asyncio.to_thread(self._read, now, window)
         stats = trailing_stats([*history, *recorded], now, window, reading)
         built = build_terms(

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from proxy.jobs.reoptimise import Reoptimiser
+Job = Callable[[], Awaitable[object]]
 
 
-def start_scheduler(reoptimiser: Reoptimiser, interval_s: float) -> AsyncIOScheduler:
-    """Re-optimise now and then every `interval_s`; overlapping runs are skipped."""
+def start_scheduler(jobs: list[tuple[str, Job, float]]) -> AsyncIOScheduler:
+    """Run each (name, job, interval_s) now and then every interval; overlaps are skipped."""
     scheduler = AsyncIOScheduler(timezone=UTC)
-    scheduler.add_job(
-        reoptimiser.run_once, "interval", seconds=interval_s, id="reoptimise",
-        next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
-        misfire_grace_time=max(1, int(interval_s)),
-    )
+    for name, job, interval_s in jobs:
+        scheduler.add_job(
+            job, "interval", seconds=interval_s, id=name, next_run_time=datetime.now(UTC),
+            max_instances=1, coalesce=True, misfire_grace_time=max(1, int(interval_s)),
+        )
     scheduler.start()
     return scheduler

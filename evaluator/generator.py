@@ -1,0 +1,113 @@
+"""Generator: how the evaluator asks for answers, always through the proxy's own serving path.
+
+`HTTPGenerator` talks to a running proxy (for `python -m evaluator run-once`, a CronJob);
+`InProcessGenerator` calls the proxy's `Serving` directly (for the scheduled job inside the
+proxy). Both mark the traffic as evaluator traffic, so its ledger rows count its energy and
+carbon apart from client traffic.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import dataclasses
+import json
+from typing import Any
+
+import httpx
+
+from proxy.protocol.chat import ChatCompletionRequest
+from proxy.protocol.completions import CompletionRequest
+from proxy.serving.service import Serving
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Answer:
+    """One answer, or why there is none."""
+
+    text: str | None
+    request_id: str | None
+    error: str | None = None
+
+
+class Generator(abc.ABC):
+    """Asks for one non-streamed answer at a directive level (`off` for the judge)."""
+
+    @abc.abstractmethod
+    async def answer(self, endpoint: str, request: dict[str, Any], level: str) -> Answer:
+        """The answer text of a chat or completion request."""
+
+
+def _text(endpoint: str, body: bytes) -> str:
+    document = json.loads(body)
+    choice = document["choices"][0]
+    if endpoint == "chat":
+        return str(choice["message"].get("content") or "")
+    return str(choice.get("text") or "")
+
+
+def _plain(request: dict[str, Any]) -> dict[str, Any]:
+    unstreamed = {k: v for k, v in request.items() if k not in ("stream", "stream_options")}
+    return unstreamed
+
+
+class HTTPGenerator(Generator):
+    """Through a running proxy's OpenAI API, with the master key."""
+
+    def __init__(self, proxy_url: str, master_key: str, *, timeout_s: float = 300.0) -> None:
+        self._url = proxy_url.rstrip("/")
+        self._client = httpx.AsyncClient(timeout=timeout_s, trust_env=False)
+        self._headers = {"authorization": f"Bearer {master_key}", "x-sprout-evaluator": "1"}
+
+    async def answer(self, endpoint: str, request: dict[str, Any], level: str) -> Answer:
+        """POST to /v1/chat/completions or /v1/completions."""
+        path = "/chat/completions" if endpoint == "chat" else "/completions"
+        try:
+            response = await self._client.post(
+                self._url + path, json=_plain(request),
+                headers=self._headers | {"x-sprout-directive": level})
+        except httpx.HTTPError as exc:
+            return Answer(None, None, f"{type(exc).__name__}: {exc}")
+        request_id = response.headers.get("x-request-id")
+        if response.status_code != 200:
+            return Answer(None, request_id, f"HTTP {response.status_code}: {response.text[:300]}")
+        try:
+            return Answer(_text(endpoint, response.content), request_id)
+        except (ValueError, KeyError, IndexError) as exc:
+            return Answer(None, request_id, f"unreadable answer: {exc}")
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+
+class InProcessGenerator(Generator):
+    """Through the proxy's `Serving` in this process (same pools, retries, ledger)."""
+
+    def __init__(self, serving: Serving) -> None:
+        self._serving = serving
+
+    async def answer(self, endpoint: str, request: dict[str, Any], level: str) -> Answer:
+        """Run the request through `Serving.serve` as the master key, marked as evaluator."""
+        model = ChatCompletionRequest if endpoint == "chat" else CompletionRequest
+        try:
+            parsed = model.model_validate(_plain(request))
+        except ValueError as exc:
+            return Answer(None, None, f"sample no longer parses: {exc}")
+        exchange = self._serving.begin(endpoint)  # type: ignore[arg-type]
+        exchange.row.api_key_id = "evaluator"
+        exchange.row.is_evaluator = True
+        response = await self._serving.serve(exchange, parsed, _never_disconnects, level)
+        body = bytes(response.body)
+        if response.status_code != 200:
+            return Answer(None, exchange.row.request_id,
+                          f"HTTP {response.status_code}: {body[:300].decode(errors='replace')}")
+        try:
+            return Answer(_text(endpoint, body), exchange.row.request_id)
+        except (ValueError, KeyError, IndexError) as exc:
+            return Answer(None, exchange.row.request_id, f"unreadable answer: {exc}")
+
+
+async def _never_disconnects() -> dict[str, Any]:
+    await asyncio.Event().wait()
+    return {"type": "http.disconnect"}  # pragma: no cover - never reached

@@ -1,0 +1,214 @@
+"""The offline evaluator against real processes: proxy, scripted upstream and scripted judge."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import create_engine, insert, select
+
+from evaluator.generator import HTTPGenerator
+from evaluator.run import EVALUATOR_LOCK_KEY, EvaluationRun, RunOptions
+from proxy.accounting.db import normalise_url
+from proxy.accounting.migrate import upgrade_to_head
+from proxy.accounting.tables import (
+    evaluation_answers,
+    evaluations,
+    judgments,
+    prompt_samples,
+    quality_scores,
+)
+from proxy.classify.classifier import classify
+from proxy.fakes.upstream import ScriptedUpstream
+from proxy.jobs.leader import LeaderLock
+from tests.conftest import MASTER_KEY, Fake, fake_pool
+from tests.support.ledger import rows, wait_rows
+from tests.support.servers import ServerThread
+
+MC = "Which gas is inert?\n(A): neon\n(B): oxygen\n(C): hydrogen\n(D): nitrogen #{}"
+LEVEL_TOKENS = {"Always answer very briefly": 2, "Always answer briefly": 4}
+
+
+@pytest.fixture
+def judged_fake(request: pytest.FixtureRequest) -> Fake:
+    app = ScriptedUpstream(("fake-model",), directive_tokens=LEVEL_TOKENS,
+                           judge_models=("judge-model",))
+    fake = Fake(app, ServerThread(app).start())
+    request.addfinalizer(fake.server.stop)
+    return fake
+
+
+def _table(database_url: str, table) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+    engine = create_engine(normalise_url(database_url))
+    with engine.connect() as connection:
+        found = [dict(r._mapping) for r in connection.execute(select(table))]
+    engine.dispose()
+    return found
+
+
+def _capturing_proxy(start_proxy, fake: Fake, database_url: str, **extra):  # type: ignore[no-untyped-def]
+    pool = fake_pool(fake, models=["fake-model", "judge-model"])
+    return start_proxy([pool], database_url, capture_master_key_prompts=True,
+                       prompt_capture_rate=1.0, **extra)
+
+
+def _traffic(proxy, count: int) -> None:  # type: ignore[no-untyped-def]
+    client = proxy.client()
+    for i in range(count):
+        client.chat.completions.create(
+            model="fake-model", messages=[{"role": "user", "content": MC.format(i)}])
+
+
+def _run_once(proxy, database_url: str, *extra: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_")}
+    env["PROXY_MASTER_KEY"] = MASTER_KEY
+    return subprocess.run(
+        [sys.executable, "-m", "evaluator", "run-once", "--proxy-url", proxy.url,
+         "--database-url", database_url, "--judge-model", "judge-model", "--seed", "1", *extra],
+        capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_run_once_scores_levels_counts_its_traffic_and_steers_the_optimiser(
+    start_proxy, judged_fake: Fake, pg_url: str
+) -> None:
+    proxy = _capturing_proxy(start_proxy, judged_fake, pg_url, optimiser_interval_s=0.3,
+                             optimiser_min_verdicts=5)
+    _traffic(proxy, 8)
+    wait_rows(pg_url, 8)
+    assert len(_table(pg_url, prompt_samples)) == 8
+    sample = json.loads(_table(pg_url, prompt_samples)[0]["request_json"])
+    assert sample["messages"][0]["role"] == "user"  # captured before any directive
+
+    result = _run_once(proxy, pg_url)
+    assert result.returncode == 0, result.stderr
+    assert "8 judged, 0 failed of 8 prompts" in result.stdout
+    assert "8/8 prompts" in result.stderr  # the progress bar
+
+    verdicts = _table(pg_url, judgments)
+    assert len(verdicts) == 8 and {v["winner_level"] for v in verdicts} == {"L2"}
+    assert all(json.loads(v["answer_chars_json"])["L0"] > json.loads(
+        v["answer_chars_json"])["L2"] for v in verdicts)
+    assert {v["position_order"] for v in verdicts} != {"L0,L1,L2"}  # shuffled
+    (evaluation,) = _table(pg_url, evaluations)
+    assert evaluation["status"] == "done" and evaluation["judged_prompts"] == 8
+    scores = {(s["task_class"], s["level"]): s for s in _table(pg_url, quality_scores)}
+    assert scores[(classify(MC), "L2")]["q"] == 1.0 and scores[("*", "L2")]["judged"] == 8
+    assert _table(pg_url, evaluation_answers) == []  # answers are not kept after the run
+
+    ledger = wait_rows(pg_url, 8 + 8 * 4)
+    evaluator_rows = [r for r in ledger if r["is_evaluator"]]
+    assert len(evaluator_rows) == 32  # 3 levels + 1 judge call per prompt, all counted
+    assert sorted({r["directive_level"] for r in evaluator_rows}) == ["L0", "L1", "L2", "off"]
+    assert len(_table(pg_url, prompt_samples)) == 8  # evaluator traffic is never captured
+
+    # The optimiser's next solve uses the verdicts: this kind of prompt now gets L2.
+    deadline = time.monotonic() + 10
+    while True:
+        raw = proxy.client().chat.completions.with_raw_response.create(
+            model="fake-model", messages=[{"role": "user", "content": MC.format(99)}])
+        if raw.headers["x-sprout-directive"] == "L2":
+            break
+        assert time.monotonic() < deadline, "the allocation did not follow the scores"
+        time.sleep(0.2)
+
+
+def test_unreadable_verdicts_are_recorded_not_guessed(start_proxy, judged_fake, pg_url) -> None:
+    proxy = _capturing_proxy(start_proxy, judged_fake, pg_url)
+    _traffic(proxy, 3)
+    wait_rows(pg_url, 3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_")}
+    env["PROXY_MASTER_KEY"] = MASTER_KEY
+    result = subprocess.run(
+        [sys.executable, "-m", "evaluator", "run-once", "--proxy-url", proxy.url,
+         "--database-url", pg_url, "--judge-model", "fake-model"],  # answers "tok0 tok1 ..."
+        capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0 and "0 judged, 3 failed" in result.stdout
+    verdicts = _table(pg_url, judgments)
+    assert {v["winner_level"] for v in verdicts} == {None}
+    assert {v["error"] for v in verdicts} == {"unreadable verdict"}
+
+
+def test_a_stopped_run_resumes_without_asking_twice(start_proxy, judged_fake, pg_url) -> None:
+    proxy = _capturing_proxy(start_proxy, judged_fake, pg_url)
+    _traffic(proxy, 4)
+    wait_rows(pg_url, 4)
+    engine = create_engine(normalise_url(pg_url))
+    options = RunOptions(levels=("L0", "L1", "L2"), judge_model="judge-model", seed=3)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_two(done: int, _total: int) -> None:
+        if done == 2:
+            raise Crash
+
+    async def first() -> None:
+        generator = HTTPGenerator(proxy.url, MASTER_KEY)
+        try:
+            await EvaluationRun(engine, generator, options, progress=crash_after_two).run()
+        finally:
+            await generator.aclose()
+
+    with pytest.raises(Crash):
+        asyncio.run(first())
+    assert _table(pg_url, evaluations)[0]["status"] == "running"
+    assert len(_table(pg_url, judgments)) == 2
+
+    result = _run_once(proxy, pg_url)  # resumes the same evaluation
+    assert result.returncode == 0 and "2 judged" not in result.stdout
+    (evaluation,) = _table(pg_url, evaluations)
+    assert evaluation["status"] == "done" and evaluation["judged_prompts"] == 4
+    ledger = wait_rows(pg_url, 4 + 4 * 4)
+    assert sum(r["is_evaluator"] for r in ledger) == 16  # nothing generated twice
+    engine.dispose()
+
+
+def test_retention_cleanup_and_the_lock(start_proxy, judged_fake, pg_url) -> None:
+    upgrade_to_head(pg_url)
+    engine = create_engine(normalise_url(pg_url))
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(insert(prompt_samples), [
+            {"sample_id": sid, "captured_at": at, "endpoint": "chat", "model": "fake-model",
+             "task_class": "open/s", "request_json": "{}"}
+            for sid, at in [("old", now - timedelta(days=8)), ("new", now - timedelta(days=1))]])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_")}
+    cleanup = subprocess.run([sys.executable, "-m", "evaluator", "cleanup", "--database-url",
+                              pg_url], capture_output=True, text=True, env=env, timeout=60)
+    assert cleanup.returncode == 0 and "deleted 1" in cleanup.stdout
+    assert [s["sample_id"] for s in _table(pg_url, prompt_samples)] == ["new"]
+
+    proxy = _capturing_proxy(start_proxy, judged_fake, pg_url)
+    holder = LeaderLock(engine, key=EVALUATOR_LOCK_KEY)
+    assert holder.is_leader()
+    try:
+        busy = _run_once(proxy, pg_url)
+        assert busy.returncode == 3 and "another evaluation" in busy.stderr
+    finally:
+        holder.release()
+    engine.dispose()
+
+
+def test_scheduled_job_runs_in_one_replica_at_a_time(start_proxy, judged_fake, pg_url) -> None:
+    settings = {"evaluator_judge_model": "judge-model", "evaluator_interval_s": 0.3,
+                "evaluator_max_idle_h": 0, "evaluator_grace_h": 0}
+    replicas = [_capturing_proxy(start_proxy, judged_fake, pg_url, **settings)
+                for _ in range(2)]
+    _traffic(replicas[0], 3)
+    deadline = time.monotonic() + 20
+    while len([e for e in _table(pg_url, evaluations) if e["status"] == "done"]) < 3:
+        assert time.monotonic() < deadline, "the scheduled evaluator did not run"
+        time.sleep(0.2)
+    done = sorted((e for e in _table(pg_url, evaluations) if e["status"] == "done"),
+                  key=lambda e: e["started_at"])
+    for earlier, later in itertools.pairwise(done):
+        assert later["started_at"] >= earlier["finished_at"]  # never two at once
+    assert {e["trigger"] for e in done} == {"schedule"}
+    assert any(r["is_evaluator"] for r in rows(pg_url))
