@@ -25,12 +25,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--max-tokens-cap", type=int, default=2048,
                         help="upper bound on max_tokens per request")
+    parser.add_argument("--meter", default="auto",
+                        help="device energy meter: auto | nvml | rapl | apple | none | "
+                             "fake:WATTS (a simulated constant-power device, for tests)")
+    parser.add_argument("--meter-only", action="store_true",
+                        help="serve only /metrics/energy and /health (beside vLLM/llama.cpp)")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     import uvicorn
+
+    from worker.meter import meter_only_app, pick_meter
+
+    meter = pick_meter(args.meter)
+    print(f"sprout-worker meter: {meter.name} ({meter.availability().reason})", flush=True)
+    if args.meter_only:
+        uvicorn.run(meter_only_app(meter), host=args.host, port=args.port,
+                    log_level=args.log_level, access_log=False)
+        return 0
 
     from worker.demo_model import DEFAULT_DIR, DEMO_NAME, build_demo_model
     from worker.engine import Engine
@@ -48,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine(model, device=args.device, served_name=served)
     print(f"sprout-worker serving {engine.served_name} on {engine.device} at "
           f"http://{args.host}:{args.port}/v1", flush=True)
-    uvicorn.run(create_app(engine, max_tokens_cap=args.max_tokens_cap), host=args.host,
+    uvicorn.run(create_app(engine, max_tokens_cap=args.max_tokens_cap, meter=meter),
+                host=args.host,
                 port=args.port, log_level=args.log_level, access_log=False)
     return 0
 

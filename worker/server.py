@@ -15,20 +15,25 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from proxy.api.body import parse_body
+from proxy.energy.base import EnergyMeter
+from proxy.energy.null import NullMeter
 from proxy.errors import ProxyError
 from proxy.protocol.chat import ChatCompletionRequest
 from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
 from proxy.protocol.errors import ErrorEnvelope
 from proxy.serving.exchange import error_body, wait_for_disconnect
 from worker.engine import Engine, Generation, Sampling
+from worker.meter import energy_router
 
 DEFAULT_MAX_TOKENS = 64
 
 
-def create_app(engine: Engine, *, max_tokens_cap: int = 2048) -> FastAPI:
-    """Routes for chat, completions, embeddings and models."""
+def create_app(engine: Engine, *, max_tokens_cap: int = 2048,
+               meter: EnergyMeter | None = None) -> FastAPI:
+    """Routes for chat, completions, embeddings and models, and the device's energy."""
     app = FastAPI(title="sprout-worker")
     app.add_exception_handler(ProxyError, _proxy_error)
+    app.include_router(energy_router(meter or NullMeter()))
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

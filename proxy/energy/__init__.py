@@ -1,0 +1,1 @@
+"""Energy: meters (one hardware source per module), estimates, and attribution to requests."""

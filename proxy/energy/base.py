@@ -1,0 +1,54 @@
+"""EnergyMeter: cumulative joules from one source; readings subtract to deltas (as in zeus)."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Availability:
+    """Whether a meter works here, and why not."""
+
+    available: bool
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EnergySample:
+    """Joules since the meter started, at a monotonic time in seconds."""
+
+    energy_j: float
+    at_s: float
+
+    def __sub__(self, earlier: EnergySample) -> EnergyDelta:
+        return EnergyDelta(self.energy_j - earlier.energy_j, self.at_s - earlier.at_s)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EnergyDelta:
+    """Energy and time between two samples."""
+
+    energy_j: float
+    duration_s: float
+
+
+class MeterUnavailable(Exception):
+    """Reading a meter that is not available (check `availability()` first)."""
+
+
+class EnergyMeter(abc.ABC):
+    """One energy source; `availability` never raises, `read` may raise MeterUnavailable."""
+
+    name: str
+
+    @abc.abstractmethod
+    def availability(self) -> Availability:
+        """Probe the source without raising."""
+
+    @abc.abstractmethod
+    async def read(self) -> EnergySample:
+        """Cumulative joules now."""
+
+    async def aclose(self) -> None:  # noqa: B027 - most meters hold nothing
+        """Release resources."""

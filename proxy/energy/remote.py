@@ -1,0 +1,59 @@
+"""RemoteMeter: a worker's device counters over HTTP (`GET /metrics/energy`).
+
+Lets a proxy on one host meter a pool on another (GPU box, M1 machine), and, with the worker's
+meter-only mode, a pool served by vLLM or llama.cpp. The worker answers
+`{"available": bool, "meter": str, "reason": str, "energy_j": float}` with cumulative joules.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from pydantic import BaseModel
+
+from proxy.energy.base import Availability, EnergyMeter, EnergySample, MeterUnavailable
+
+
+class RemoteEnergy(BaseModel):
+    """The worker's energy document."""
+
+    available: bool
+    meter: str
+    reason: str = ""
+    energy_j: float = 0.0
+
+
+class RemoteMeter(EnergyMeter):
+    """Polls one URL; availability reflects the last answer."""
+
+    name = "remote"
+
+    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
+        self._url = url
+        self._client = httpx.AsyncClient(timeout=timeout_s, trust_env=False)
+        self._last = Availability(False, "not read yet")
+
+    def availability(self) -> Availability:
+        """As of the last read."""
+        return self._last
+
+    async def read(self) -> EnergySample:
+        """Cumulative joules the worker reports."""
+        try:
+            response = await self._client.get(self._url)
+            response.raise_for_status()
+            document = RemoteEnergy.model_validate_json(response.content)
+        except (httpx.HTTPError, ValueError) as exc:
+            self._last = Availability(False, f"remote meter {self._url}: {exc}")
+            raise MeterUnavailable(self._last.reason) from exc
+        if not document.available:
+            self._last = Availability(False, f"remote {document.meter}: {document.reason}")
+            raise MeterUnavailable(self._last.reason)
+        self._last = Availability(True, f"remote {document.meter} at {self._url}")
+        self.name = f"remote:{document.meter}"
+        return EnergySample(document.energy_j, time.monotonic())
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.aclose()

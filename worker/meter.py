@@ -1,0 +1,68 @@
+"""The worker's device meter and its `/metrics/energy` document (read by the proxy's RemoteMeter).
+
+`auto` takes the first available of NVML (NVIDIA GPUs), RAPL (Linux CPU package and DRAM) and
+Apple powermetrics; otherwise the meter is null and the proxy falls back to labelled estimates.
+`fake:WATTS` simulates a device of constant power (tests and demos; reported as fake).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from proxy.energy.apple import AppleMeter
+from proxy.energy.base import EnergyMeter, MeterUnavailable
+from proxy.energy.fakes import ConstantPowerMeter
+from proxy.energy.null import NullMeter
+from proxy.energy.nvml import NVMLMeter
+from proxy.energy.rapl import RAPLMeter
+from proxy.energy.remote import RemoteEnergy
+
+
+def pick_meter(spec: str = "auto") -> EnergyMeter:
+    """A meter from `auto | nvml | rapl | apple | none | fake:WATTS`."""
+    if spec.startswith("fake:"):
+        return ConstantPowerMeter(float(spec.split(":", 1)[1]))
+    choices: dict[str, EnergyMeter] = {"nvml": NVMLMeter(), "rapl": RAPLMeter(),
+                                       "apple": AppleMeter()}
+    if spec == "none":
+        return NullMeter("metering disabled (--meter none)")
+    if spec in choices:
+        return choices[spec]
+    reasons = []
+    for name, meter in choices.items():
+        availability = meter.availability()
+        if availability.available:
+            return meter
+        reasons.append(f"{name}: {availability.reason}")
+    return NullMeter("; ".join(reasons))
+
+
+def energy_router(meter: EnergyMeter) -> APIRouter:
+    """`GET /metrics/energy`: cumulative joules of this machine's device."""
+    router = APIRouter()
+
+    @router.get("/metrics/energy")
+    async def energy() -> RemoteEnergy:
+        availability = meter.availability()
+        if not availability.available:
+            return RemoteEnergy(available=False, meter=meter.name, reason=availability.reason)
+        try:
+            sample = await meter.read()
+        except MeterUnavailable as exc:
+            return RemoteEnergy(available=False, meter=meter.name, reason=str(exc))
+        return RemoteEnergy(available=True, meter=meter.name, reason=availability.reason,
+                            energy_j=sample.energy_j)
+
+    return router
+
+
+def meter_only_app(meter: EnergyMeter) -> FastAPI:
+    """Meter-only mode: beside vLLM or llama.cpp, serve just the device's energy."""
+    app = FastAPI(title="sprout-worker (meter only)")
+    app.include_router(energy_router(meter))
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "mode": "meter-only", "meter": meter.name}
+
+    return app
