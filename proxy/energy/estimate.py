@@ -1,0 +1,65 @@
+"""Hardware profiles for estimated energy (when a pool has no working meter).
+
+An estimate synthesises the device's energy as active_w x busy seconds + idle_w x idle seconds
+per window, and the same attribution then splits it among requests; rows say `estimated`.
+The per-token figures predict energy before a request runs (routing). Sources: figures fitted
+by bench/calibrate.py on ../shared/data (run it to reproduce them):
+
+- `sprout-13b`: Sprout (Li et al., EMNLP 2024), Llama-2-13B-chat on one GPU (model not
+  recorded), GPU energy only: 248.8 W active reproduces the held-out mean energy per request
+  of every level and dataset within 0.5%; 5.3 J per output token (answer length from a
+  separate generation run, so only indicative).
+- `a100`, `v100`, `m1-pro`: Wilkins et al. 2024, 7B models, CPU + GPU energy per call: mean
+  power over the calls, and J per input / output token fitted on calls up to 256 output tokens
+  (held-out error of the mean <= 2.4%). A100 is the mean of the two A100 hosts.
+- `h100`, `t4`, `rtx-6000-ada`, `cpu`: no measurement in the shared data. ASSUMED: 0.55 x the
+  vendor's board power (the ratio the A100 hosts showed, 219 W of 400 W), and per-token figures
+  scaled from A100 by that power ratio. Replace them with `bench/calibrate.py`-style fits of
+  your own measurements where you can.
+Idle power is not in the shared data; profiles leave it at 0 (idle energy is then neither
+estimated nor attributed) unless a pool sets it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HardwareProfile:
+    """Estimated power and per-token energy of one device class."""
+
+    name: str
+    active_w: float
+    idle_w: float
+    j_per_input_token: float
+    j_per_output_token: float
+    source: str
+
+    def predict_j(self, input_tokens: int, output_tokens: int) -> float:
+        """Energy of a request from its token counts (before it runs)."""
+        return self.j_per_input_token * input_tokens + self.j_per_output_token * output_tokens
+
+
+def _assumed(name: str, board_w: float) -> HardwareProfile:
+    scale = board_w / 400.0
+    return HardwareProfile(name, 0.55 * board_w, 0.0, 0.92 * scale, 7.9 * scale,
+                           f"assumed: 0.55 x {board_w:g} W board power, tokens scaled from A100")
+
+
+PROFILES: dict[str, HardwareProfile] = {
+    profile.name: profile for profile in [
+        HardwareProfile("sprout-13b", 248.8, 0.0, 0.0, 5.3,
+                        "Sprout 13B GPU-only measurements (bench/calibrate.py)"),
+        HardwareProfile("a100", 219.0, 0.0, 0.92, 7.9,
+                        "Wilkins et al. 2024 A100 hosts, 7B (bench/calibrate.py)"),
+        HardwareProfile("v100", 154.0, 0.0, 10.9, 75.2,
+                        "Wilkins et al. 2024 V100 host, 7B (bench/calibrate.py)"),
+        HardwareProfile("m1-pro", 16.0, 0.0, 2.75, 14.4,
+                        "Wilkins et al. 2024 M1 Pro, 7B (bench/calibrate.py)"),
+        _assumed("h100", 700.0),
+        _assumed("t4", 70.0),
+        _assumed("rtx-6000-ada", 300.0),
+        _assumed("cpu", 65.0),
+    ]
+}
