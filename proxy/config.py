@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     carbon_static_g_per_kwh: float = Field(default=300.0, gt=0)
     carbon_trace_file: Path | None = None
     carbon_trace_column: Literal["direct", "LCA"] = "direct"
+    carbon_refresh_s: float = Field(default=300.0, gt=0)
 
     # Energy estimate for the optimiser until metered joules land in the ledger: joules per
     # output token. Default: Sprout's Llama-2-13B-chat measurements (../shared/data/sprout,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -10,16 +11,23 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from proxy.accounting.db import make_engine
+from proxy.accounting.footprint import fill
 from proxy.accounting.ledger_writer import LedgerWriter
 from proxy.accounting.migrate import upgrade_to_head
+from proxy.accounting.record import LedgerRow
 from proxy.accounting.spill import SpillFile
 from proxy.auth.keys import KeyRing, load_virtual_keys, resolve_master_key
 from proxy.backends.factory import build_backends
 from proxy.carbon.base import CarbonIntensityProvider
+from proxy.carbon.embodied import embodied_g_per_s
+from proxy.carbon.service import CarbonService
 from proxy.carbon.static import StaticProvider
 from proxy.carbon.trace import TraceProvider
 from proxy.config import Settings
 from proxy.directives.catalogue import Catalogue
+from proxy.energy.accountant import EnergyAccountant
+from proxy.energy.estimate import PROFILES
+from proxy.energy.factory import build_meter
 from proxy.jobs.leader import LeaderLock
 from proxy.jobs.reoptimise import Reoptimiser
 from proxy.jobs.scheduler import Job, start_scheduler
@@ -40,6 +48,31 @@ def carbon_provider(settings: Settings) -> CarbonIntensityProvider:
     if settings.carbon_trace_file is not None:
         return TraceProvider(settings.carbon_trace_file, settings.carbon_trace_column)
     return StaticProvider(settings.carbon_static_g_per_kwh)
+
+
+def pool_accountant(pool: Pool, ledger: LedgerWriter, carbon: CarbonService) -> EnergyAccountant:
+    """The pool's meter and accountant; settled rows get their footprint and go to the ledger."""
+    accounting = pool.config.accounting
+    base = PROFILES.get(accounting.hardware)
+    if base is None:
+        raise ValueError(f"pool {pool.name!r}: unknown hardware profile {accounting.hardware!r}"
+                         f" (known: {', '.join(sorted(PROFILES))})")
+    profile = dataclasses.replace(
+        base, active_w=accounting.active_w or base.active_w,
+        idle_w=accounting.idle_w if accounting.idle_w is not None else base.idle_w)
+    if accounting.region:
+        carbon.add_region(accounting.region)
+    per_s = embodied_g_per_s(accounting.embodied_kg_co2e, accounting.lifetime_years)
+
+    def settle(row: LedgerRow, energy_j: float, busy_s: float, method: str) -> None:
+        fill(row, energy_j=energy_j, busy_s=busy_s, method=method,
+             reading=carbon.latest(accounting.region), pue=accounting.pue,
+             embodied_g_per_s=per_s)
+        ledger.submit(row)
+
+    return EnergyAccountant(build_meter(pool.config), profile, settle,
+                            tick_s=accounting.tick_s, prefill_weight=accounting.prefill_weight,
+                            decode_weight=accounting.decode_weight)
 
 
 @asynccontextmanager
@@ -66,6 +99,13 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     if not configs:
         log.warning("no pools configured: every model request will answer 404")
     registry = PoolRegistry([Pool(config, build_backends(config)) for config in configs])
+    carbon = CarbonService(await asyncio.to_thread(carbon_provider, settings))
+    for pool in registry.pools:
+        pool.accountant = pool_accountant(pool, ledger, carbon)
+    await carbon.refresh()
+    for pool in registry.pools:
+        assert pool.accountant is not None
+        pool.accountant.start()
     retry = RetryPolicy(
         settings.retry_max_attempts, settings.retry_backoff_base_s, settings.retry_backoff_max_s
     )
@@ -83,7 +123,8 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
         provider=await asyncio.to_thread(carbon_provider, settings), leader=leader,
     )
     jobs: list[tuple[str, Job, float]] = [
-        ("reoptimise", reoptimiser.run_once, settings.optimiser_interval_s)]
+        ("reoptimise", reoptimiser.run_once, settings.optimiser_interval_s),
+        ("carbon-refresh", carbon.refresh, settings.carbon_refresh_s)]
     if settings.evaluator_judge_model:
         from proxy.jobs.evaluation import EvaluationJob  # the evaluator package, when enabled
 
@@ -98,6 +139,9 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     finally:
         scheduler.shutdown(wait=False)
         await asyncio.to_thread(leader.release)  # another replica may lead at once
+        for pool in registry.pools:  # settle every open row into the ledger first
+            if pool.accountant is not None:
+                await pool.accountant.aclose()
         await registry.aclose()
         await ledger.aclose()
         engine.dispose()

@@ -27,6 +27,7 @@ async def health(state: StateDep) -> dict[str, Any]:
                 "waiting": pool.admission.waiting,
                 "max_concurrency": pool.admission.max_concurrency,
                 "backends": len(pool.backends),  # URLs may name internal hosts: admin only
+                "energy": dataclasses.asdict(pool.accountant.stats) if pool.accountant else None,
             }
             for pool in state.registry.pools
         ],

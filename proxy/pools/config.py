@@ -30,6 +30,27 @@ class ModelRoute(BaseModel):
         return self.upstream_name or self.name
 
 
+class PoolAccounting(BaseModel):
+    """How a pool's energy and carbon are accounted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # auto: the upstream's /metrics/energy (a sprout worker, or one in meter-only mode beside
+    # vLLM/llama.cpp), else estimates. remote: meter_url. nvml/rapl/apple: this host's device.
+    meter: Literal["auto", "remote", "nvml", "rapl", "apple", "estimate"] = "auto"
+    meter_url: str | None = None
+    hardware: str = "a100"  # estimate profile (proxy/energy/estimate.py)
+    active_w: float | None = Field(default=None, gt=0)  # override the profile's figures
+    idle_w: float | None = Field(default=None, ge=0)
+    region: str | None = None  # grid zone for carbon intensity (default: the proxy's provider)
+    pue: float = Field(default=1.0, ge=1.0)  # facility overhead; 1.0 counts the device only
+    embodied_kg_co2e: float = Field(default=26.356568, ge=0)  # Sprout's whole server
+    lifetime_years: float = Field(default=5.0, gt=0)
+    tick_s: float = Field(default=0.5, gt=0)
+    prefill_weight: float = Field(default=1.0, ge=0)
+    decode_weight: float = Field(default=4.0, ge=0)
+
+
 class PoolConfig(BaseModel):
     """One pool: a kind, its backends, the models it serves and its limits."""
 
@@ -46,6 +67,7 @@ class PoolConfig(BaseModel):
     max_queue: int = Field(default=256, ge=0)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=120.0, gt=0)
+    accounting: PoolAccounting = Field(default_factory=PoolAccounting)
 
     @field_validator("models", mode="before")
     @classmethod

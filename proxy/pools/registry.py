@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 
 from proxy.backends.base import Backend
+from proxy.energy.accountant import EnergyAccountant
 from proxy.errors import InvalidRequest, NotFound
 from proxy.pools.admission import Admission
 from proxy.pools.config import Endpoint, PoolConfig
@@ -23,6 +24,7 @@ class Pool:
         self.name = config.name
         self.backends = backends
         self.admission = Admission(config.max_concurrency, config.max_queue)
+        self.accountant: EnergyAccountant | None = None  # set by the lifespan
         self._next = itertools.count()
         # No model names configured (and none discovered): pass any model name through.
         self.routes = {route.name: route.target for route in config.models} or {WILDCARD: ""}

@@ -8,6 +8,7 @@ import time
 from starlette.types import Receive
 
 from proxy.accounting.record import LedgerRow
+from proxy.energy.accountant import EnergyAccountant
 from proxy.errors import LedgerStatus, ProxyError
 from proxy.protocol.errors import ErrorEnvelope
 from proxy.protocol.streaming import Usage
@@ -25,6 +26,7 @@ class Exchange:
     started_at: float
     upstream_s: float = 0.0
     prompt_chars: int = 0
+    accountant: EnergyAccountant | None = None  # the pool's, once the request is admitted
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the request reached the proxy."""

@@ -79,7 +79,7 @@ class Serving:
 
     def reject(self, exchange: Exchange, exc: ProxyError) -> Response:
         """Answer an error in OpenAI's envelope and record it."""
-        self.ledger.submit(exchange.end_with_error(exc))
+        self._record(exchange, exchange.end_with_error(exc))
         return Response(
             error_body(exc),
             status_code=exc.status_code,
@@ -113,6 +113,9 @@ class Serving:
             await route.pool.admission.acquire(route.pool.name)
         except ProxyError as exc:
             return self.reject(exchange, exc)
+        if route.pool.accountant is not None:
+            exchange.accountant = route.pool.accountant
+            exchange.accountant.begin(row)
         release = route.pool.admission.release
         if request.is_stream and not isinstance(request, EmbeddingRequest):
             try:
@@ -141,7 +144,7 @@ class Serving:
                     raise
                 # The client left; the cancelled fetch has closed the upstream connection.
                 exchange.set_usage(None, completion_estimate=0, source="estimate_chars")
-                self.ledger.submit(exchange.end("client_disconnect", CLIENT_CLOSED_REQUEST))
+                self._record(exchange, exchange.end("client_disconnect", CLIENT_CLOSED_REQUEST))
                 return Response(status_code=CLIENT_CLOSED_REQUEST)
         return self._unary_answer(exchange, response, body)
 
@@ -160,13 +163,13 @@ class Serving:
         headers = self._headers(exchange)
         if status >= 400:
             error_type = _upstream_error_type(body) or f"upstream_http_{status}"
-            self.ledger.submit(
+            self._record(exchange,
                 exchange.end("upstream_error", status, error_type=error_type,
                              error_message=body[:2000].decode(errors="replace"))
             )
         else:
             exchange.row.finish_reason = probe.finish_reason() if probe else None
-            self.ledger.submit(exchange.end("ok", status))
+            self._record(exchange, exchange.end("ok", status))
         return Response(body, status_code=status, media_type=response.content_type, headers=headers)
 
     async def _stream(
@@ -191,12 +194,19 @@ class Serving:
             iterator=iterator,
             first_chunk=chunk,
             headers=self._headers(exchange),
-            on_done=lambda row: self._stream_done(route.pool, row),
+            on_done=lambda row: self._stream_done(route.pool, exchange, row),
         )
 
-    def _stream_done(self, pool: Pool, row: LedgerRow) -> None:
+    def _stream_done(self, pool: Pool, exchange: Exchange, row: LedgerRow) -> None:
         pool.admission.release()
-        self.ledger.submit(row)
+        self._record(exchange, row)
+
+    def _record(self, exchange: Exchange, row: LedgerRow) -> None:
+        """Hand a finished row on: to its pool's accountant, else straight to the ledger."""
+        if exchange.accountant is not None:
+            exchange.accountant.finish(row)
+        else:
+            self.ledger.submit(row)
 
     async def _with_retries(
         self,

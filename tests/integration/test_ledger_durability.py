@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime
 
 import httpx
@@ -36,8 +37,14 @@ def test_postgres_outage_mid_run_loses_no_row(start_proxy, fake, postgres, pg_ur
                                                    stream=stream)
             if stream:
                 list(reply)  # type: ignore[call-overload]
-        health = httpx.get(proxy.root + "/health").json()["ledger"]
-        assert health["database_up"] is False and health["spilled_rows"] >= 1
+        # Rows reach the writer once their energy window settles (about a tick later).
+        deadline = time.monotonic() + 10
+        while True:
+            health = httpx.get(proxy.root + "/health").json()["ledger"]
+            if health["database_up"] is False and health["spilled_rows"] >= 1:
+                break
+            assert time.monotonic() < deadline, health
+            time.sleep(0.1)
     finally:
         postgres.start()
 
