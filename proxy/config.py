@@ -96,6 +96,19 @@ class Settings(BaseSettings):
     carbon_trace_file: Path | None = None
     carbon_trace_column: Literal["direct", "LCA"] = "direct"
     carbon_refresh_s: float = Field(default=300.0, gt=0)
+    # A live provider, asked first (each pool's `accounting.region`, else `carbon_zone`); on
+    # failure its last value is served while fresher than the staleness limit, then the trace
+    # and static values take over. Every row records which source it used.
+    carbon_live_provider: Literal["none", "electricitymaps", "watttime", "ukgrid"] = "none"
+    carbon_zone: str | None = None
+    carbon_timeout_s: float = Field(default=5.0, gt=0)
+    carbon_max_staleness_s: float = Field(default=3 * 3600.0, gt=0)
+    electricitymaps_token: SecretStr | None = None
+    electricitymaps_base_url: str = "https://api.electricitymap.org/v3"
+    watttime_username: str | None = None
+    watttime_password: SecretStr | None = None
+    watttime_base_url: str = "https://api.watttime.org"
+    ukgrid_base_url: str = "https://api.carbonintensity.org.uk"
 
     # Energy estimate for the optimiser until metered joules land in the ledger: joules per
     # output token. Default: Sprout's Llama-2-13B-chat measurements (../shared/data/sprout,

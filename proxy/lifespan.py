@@ -8,6 +8,7 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from proxy.accounting.db import make_engine
@@ -19,10 +20,15 @@ from proxy.accounting.spill import SpillFile
 from proxy.auth.keys import KeyRing, load_virtual_keys, resolve_master_key
 from proxy.backends.factory import build_backends
 from proxy.carbon.base import CarbonIntensityProvider
+from proxy.carbon.cache import CachedProvider, FallbackChain
+from proxy.carbon.electricitymaps import ElectricityMapsProvider
+from proxy.carbon.embodied import DEVICES as EMBODIED_DEVICES
 from proxy.carbon.embodied import embodied_g_per_s
 from proxy.carbon.service import CarbonService
-from proxy.carbon.static import StaticProvider
+from proxy.carbon.static import REGION_ANNUAL_G_PER_KWH, StaticProvider
 from proxy.carbon.trace import TraceProvider
+from proxy.carbon.ukgrid import UKGridProvider
+from proxy.carbon.watttime import WattTimeProvider
 from proxy.config import Settings
 from proxy.directives.catalogue import Catalogue
 from proxy.energy.accountant import EnergyAccountant
@@ -43,11 +49,39 @@ from proxy.state import AppState
 log = logging.getLogger(__name__)
 
 
-def carbon_provider(settings: Settings) -> CarbonIntensityProvider:
-    """The intensity source the optimiser uses (a trace if configured, else the static value)."""
-    if settings.carbon_trace_file is not None:
-        return TraceProvider(settings.carbon_trace_file, settings.carbon_trace_column)
-    return StaticProvider(settings.carbon_static_g_per_kwh)
+def carbon_provider(settings: Settings, zone: str | None = None) -> CarbonIntensityProvider:
+    """Live provider (cached) > trace > static table for the zone > the static default."""
+    chain: list[CarbonIntensityProvider] = []
+    live = live_provider(settings, zone or settings.carbon_zone)
+    if live is not None:
+        chain.append(CachedProvider(
+            live, max_staleness=timedelta(seconds=settings.carbon_max_staleness_s),
+            timeout_s=settings.carbon_timeout_s))
+    if settings.carbon_trace_file is not None and zone is None:
+        chain.append(TraceProvider(settings.carbon_trace_file, settings.carbon_trace_column))
+    if zone in REGION_ANNUAL_G_PER_KWH:
+        chain.append(StaticProvider(REGION_ANNUAL_G_PER_KWH[zone], f"static:{zone}:2023-mean"))
+    chain.append(StaticProvider(settings.carbon_static_g_per_kwh))
+    return chain[0] if len(chain) == 1 else FallbackChain(chain)
+
+
+def live_provider(settings: Settings, zone: str | None) -> CarbonIntensityProvider | None:
+    """The configured live provider for a zone, if any (credentials from settings)."""
+    kind = settings.carbon_live_provider
+    timeout = settings.carbon_timeout_s
+    if kind == "ukgrid":
+        return UKGridProvider(base_url=settings.ukgrid_base_url, timeout_s=timeout)
+    if kind == "electricitymaps" and zone and settings.electricitymaps_token:
+        factor = "direct" if settings.carbon_trace_column == "direct" else "lifecycle"
+        return ElectricityMapsProvider(zone, settings.electricitymaps_token, factor=factor,
+                                       base_url=settings.electricitymaps_base_url,
+                                       timeout_s=timeout)
+    if kind == "watttime" and zone and settings.watttime_username and settings.watttime_password:
+        return WattTimeProvider(zone, settings.watttime_username, settings.watttime_password,
+                                base_url=settings.watttime_base_url, timeout_s=timeout)
+    if kind != "none":
+        log.warning("carbon provider %s needs a zone and credentials; using static values", kind)
+    return None
 
 
 def pool_accountant(pool: Pool, ledger: LedgerWriter, carbon: CarbonService) -> EnergyAccountant:
@@ -62,7 +96,12 @@ def pool_accountant(pool: Pool, ledger: LedgerWriter, carbon: CarbonService) -> 
         idle_w=accounting.idle_w if accounting.idle_w is not None else base.idle_w)
     if accounting.region:
         carbon.add_region(accounting.region)
-    per_s = embodied_g_per_s(accounting.embodied_kg_co2e, accounting.lifetime_years)
+    device = EMBODIED_DEVICES.get(accounting.embodied_device)
+    if device is None:
+        raise ValueError(f"pool {pool.name!r}: unknown embodied device "
+                         f"{accounting.embodied_device!r} (known: {', '.join(EMBODIED_DEVICES)})")
+    per_s = embodied_g_per_s(accounting.embodied_kg_co2e or device.kg_co2e,
+                             accounting.lifetime_years or device.lifetime_years)
 
     def settle(row: LedgerRow, energy_j: float, busy_s: float, method: str) -> None:
         fill(row, energy_j=energy_j, busy_s=busy_s, method=method,
@@ -99,7 +138,8 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     if not configs:
         log.warning("no pools configured: every model request will answer 404")
     registry = PoolRegistry([Pool(config, build_backends(config)) for config in configs])
-    carbon = CarbonService(await asyncio.to_thread(carbon_provider, settings))
+    carbon = CarbonService(await asyncio.to_thread(carbon_provider, settings),
+                           regional_factory=lambda zone: carbon_provider(settings, zone))
     for pool in registry.pools:
         pool.accountant = pool_accountant(pool, ledger, carbon)
     await carbon.refresh()

@@ -16,16 +16,21 @@ class CarbonService:
     """`latest(region)` is a dict lookup; `refresh` (a scheduled job) does the I/O."""
 
     def __init__(self, default: CarbonIntensityProvider,
-                 regional: dict[str, CarbonIntensityProvider] | None = None,
+                 regional_factory: Callable[[str], CarbonIntensityProvider] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._default = default
-        self._regional = dict(regional or {})
+        self._factory = regional_factory
+        self._regional: dict[str, CarbonIntensityProvider] = {}
         self._clock = clock
         self._latest: dict[str | None, CIReading] = {}
 
     def add_region(self, region: str) -> None:
-        """Serve a pool's region: its live provider if configured, else the static table."""
-        if region not in self._regional and region in REGION_ANNUAL_G_PER_KWH:
+        """Serve a pool's region (its own chain: live provider, regional table, default)."""
+        if region in self._regional:
+            return
+        if self._factory is not None:
+            self._regional[region] = self._factory(region)
+        elif region in REGION_ANNUAL_G_PER_KWH:
             self._regional[region] = StaticProvider(
                 REGION_ANNUAL_G_PER_KWH[region], f"static:{region}:2023-mean")
 

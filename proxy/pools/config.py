@@ -44,8 +44,10 @@ class PoolAccounting(BaseModel):
     idle_w: float | None = Field(default=None, ge=0)
     region: str | None = None  # grid zone for carbon intensity (default: the proxy's provider)
     pue: float = Field(default=1.0, ge=1.0)  # facility overhead; 1.0 counts the device only
-    embodied_kg_co2e: float = Field(default=26.356568, ge=0)  # Sprout's whole server
-    lifetime_years: float = Field(default=5.0, gt=0)
+    # A device from proxy/carbon/embodied.py DEVICES, or explicit figures (which win).
+    embodied_device: str = "sprout-server"
+    embodied_kg_co2e: float | None = Field(default=None, ge=0)
+    lifetime_years: float | None = Field(default=None, gt=0)
     tick_s: float = Field(default=0.5, gt=0)
     prefill_weight: float = Field(default=1.0, ge=0)
     decode_weight: float = Field(default=4.0, ge=0)
