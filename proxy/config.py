@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     carbon_static_g_per_kwh: float = Field(default=300.0, gt=0)
     carbon_trace_file: Path | None = None
     carbon_trace_column: Literal["direct", "LCA"] = "direct"
+    carbon_trace_offset_hours: float = 0.0
     carbon_refresh_s: float = Field(default=300.0, gt=0)
     # A live provider, asked first (each pool's `accounting.region`, else `carbon_zone`); on
     # failure its last value is served while fresher than the staleness limit, then the trace

@@ -58,7 +58,8 @@ def carbon_provider(settings: Settings, zone: str | None = None) -> CarbonIntens
             live, max_staleness=timedelta(seconds=settings.carbon_max_staleness_s),
             timeout_s=settings.carbon_timeout_s))
     if settings.carbon_trace_file is not None and zone is None:
-        chain.append(TraceProvider(settings.carbon_trace_file, settings.carbon_trace_column))
+        chain.append(TraceProvider(settings.carbon_trace_file, settings.carbon_trace_column,
+                                   settings.carbon_trace_offset_hours))
     if zone in REGION_ANNUAL_G_PER_KWH:
         chain.append(StaticProvider(REGION_ANNUAL_G_PER_KWH[zone], f"static:{zone}:2023-mean"))
     chain.append(StaticProvider(settings.carbon_static_g_per_kwh))

@@ -36,6 +36,11 @@ DEVICES: dict[str, EmbodiedDevice] = {
         318.0, 5.0, "1/8 of an 8x A100 instance: GPU, CPU, DRAM, SSD/HDD and IC packaging",
         "Chien et al., Reducing the Carbon Impact of Generative AI Inference, HotCarbon 2023 "
         "(lifetime not stated there: 5 years assumed)"),
+    "apple-silicon-mini": EmbodiedDevice(
+        32.0, 4.0, "a whole base Mac mini (M4, 16 GB, 256 GB): production and transport; "
+        "the nearest published figure for M1-class machines",
+        "Apple's environmental data for the 2024 Mac mini (as reported by Canary Media); "
+        "4-year use as in Apple's product reports"),
     "gpu-board": EmbodiedDevice(
         60.0, 4.0, "one powerful GPU board only (no host)",
         "EcoDiag, CNRS EcoInfo (GPU category: 60 kgCO2e, 4-year duration)"),

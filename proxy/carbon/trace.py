@@ -2,6 +2,7 @@
 
 Row h of a one-year export is hour-of-year h; the provider serves, at any time, the row of the
 same hour-of-year (so 2023's traces can stand for the current year), wrapping around the end.
+`offset_hours` shifts the replay (e.g. to start a demo in a dirty winter week).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from proxy.carbon.base import CarbonIntensityProvider, CIReading
 class TraceProvider(CarbonIntensityProvider):
     """Hourly values from a CSV export (column "(direct)" or "(LCA)")."""
 
-    def __init__(self, path: Path, column: str = "direct") -> None:
+    def __init__(self, path: Path, column: str = "direct", offset_hours: float = 0.0) -> None:
+        self._offset = timedelta(hours=offset_hours)
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
         if not rows:
@@ -29,6 +31,7 @@ class TraceProvider(CarbonIntensityProvider):
         self.name = f"trace:{zone}"
 
     def _value(self, at: datetime) -> float:
+        at = at + self._offset
         year_start = datetime(at.year, 1, 1, tzinfo=UTC)
         hour = int((at.astimezone(UTC) - year_start).total_seconds() // 3600)
         return self._values[hour % len(self._values)]

@@ -16,13 +16,19 @@ by bench/calibrate.py on ../shared/data (run it to reproduce them):
   vendor's board power (the ratio the A100 hosts showed, 219 W of 400 W), and per-token figures
   scaled from A100 by that power ratio. Replace them with `bench/calibrate.py`-style fits of
   your own measurements where you can.
-Idle power is not in the shared data; profiles leave it at 0 (idle energy is then neither
-estimated nor attributed) unless a pool sets it.
+- `m1`: ASSUMED: half the M1 Pro's figures (8 GPU cores against 16).
+Per-token figures scale with model size as (params / reference params) ** 0.894: Sprout's
+Llama-2-7B used 0.575 of the 13B's energy for the same prompts (no directive), which is
+(7/13) ** 0.894. Idle power is not in the shared data; profiles leave it at 0 (idle energy is
+then neither estimated nor attributed) unless a pool sets it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+
+# Energy ~ params ** 0.894: Sprout's 7B / 13B energy ratio, 0.575 (bench/calibrate.py notes).
+SIZE_EXPONENT = 0.894
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -35,10 +41,14 @@ class HardwareProfile:
     j_per_input_token: float
     j_per_output_token: float
     source: str
+    reference_params_b: float = 7.0  # the model size the per-token figures were measured on
 
-    def predict_j(self, input_tokens: int, output_tokens: int) -> float:
-        """Energy of a request from its token counts (before it runs)."""
-        return self.j_per_input_token * input_tokens + self.j_per_output_token * output_tokens
+    def predict_j(self, input_tokens: int, output_tokens: int,
+                  params_b: float | None = None) -> float:
+        """Energy of a request from its token counts (before it runs), for a model size."""
+        scale = 1.0 if params_b is None else (params_b / self.reference_params_b) ** SIZE_EXPONENT
+        return scale * (self.j_per_input_token * input_tokens
+                        + self.j_per_output_token * output_tokens)
 
 
 def _assumed(name: str, board_w: float) -> HardwareProfile:
@@ -50,13 +60,16 @@ def _assumed(name: str, board_w: float) -> HardwareProfile:
 PROFILES: dict[str, HardwareProfile] = {
     profile.name: profile for profile in [
         HardwareProfile("sprout-13b", 248.8, 0.0, 0.0, 5.3,
-                        "Sprout 13B GPU-only measurements (bench/calibrate.py)"),
+                        "Sprout 13B GPU-only measurements (bench/calibrate.py)",
+                        reference_params_b=13.0),
         HardwareProfile("a100", 219.0, 0.0, 0.92, 7.9,
                         "Wilkins et al. 2024 A100 hosts, 7B (bench/calibrate.py)"),
         HardwareProfile("v100", 154.0, 0.0, 10.9, 75.2,
                         "Wilkins et al. 2024 V100 host, 7B (bench/calibrate.py)"),
         HardwareProfile("m1-pro", 16.0, 0.0, 2.75, 14.4,
                         "Wilkins et al. 2024 M1 Pro, 7B (bench/calibrate.py)"),
+        HardwareProfile("m1", 8.0, 0.0, 1.38, 7.2,
+                        "assumed: half the M1 Pro figures (8 GPU cores against 16)"),
         _assumed("h100", 700.0),
         _assumed("t4", 70.0),
         _assumed("rtx-6000-ada", 300.0),

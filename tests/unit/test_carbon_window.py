@@ -50,3 +50,9 @@ def test_trailing_stats_never_look_ahead() -> None:
     assert stats.mean_g_per_kwh == 200.0 and stats.readings == 4
     alone = trailing_stats([], now, timedelta(days=30), CIReading(42.0, now, "t"))
     assert (alone.min_g_per_kwh, alone.max_g_per_kwh) == (42.0, 42.0)
+
+
+def test_trace_offset_shifts_the_replay(tmp_path: Path) -> None:
+    provider = TraceProvider(_trace(tmp_path), offset_hours=10)
+    now = datetime(2026, 1, 1, 5, 0, tzinfo=UTC)
+    assert asyncio.run(provider.current(now)).g_per_kwh == 115  # hour 15 of the trace

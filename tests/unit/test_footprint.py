@@ -36,3 +36,14 @@ def test_a_request_that_never_reached_a_device_has_no_footprint() -> None:
 def test_every_embodied_default_states_scope_and_source() -> None:
     for device in DEVICES.values():
         assert device.scope and device.source and device.lifetime_years > 0
+
+
+def test_profiles_cover_the_device_classes_and_scale_with_model_size() -> None:
+    from proxy.energy.estimate import PROFILES
+
+    for name in ["a100", "h100", "v100", "t4", "rtx-6000-ada", "m1", "m1-pro", "cpu"]:
+        assert PROFILES[name].source and PROFILES[name].active_w > 0
+    a100 = PROFILES["a100"]
+    assert a100.predict_j(100, 100, params_b=7) == pytest.approx(a100.predict_j(100, 100))
+    assert a100.predict_j(0, 100, params_b=13) / a100.predict_j(0, 100, params_b=7) == (
+        pytest.approx((13 / 7) ** 0.894))
