@@ -11,6 +11,10 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from proxy.api import health, openai
+from proxy.api.admin import keys as admin_keys
+from proxy.api.admin import operations as admin_operations
+from proxy.api.admin import requests as admin_requests
+from proxy.api.admin import stats as admin_stats
 from proxy.config import Settings
 from proxy.errors import ProxyError
 from proxy.lifespan import lifespan
@@ -29,6 +33,9 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.include_router(openai.router)
     app.include_router(health.router)
+    for router in (admin_keys.router, admin_requests.router, admin_stats.router,
+                   admin_operations.router):
+        app.include_router(router)
     app.router.routes[:0] = openai.fast_routes  # first match wins: see api/openai.py
     app.add_exception_handler(ProxyError, _proxy_error)
     app.add_exception_handler(HTTPException, _http_error)
@@ -37,14 +44,15 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _envelope(status: int, message: str, error_type: str, code: str | None = None) -> Response:
-    body = ErrorEnvelope.of(message, error_type, code=code).to_json_bytes()
+def _envelope(status: int, message: str, error_type: str, code: str | None = None,
+              param: str | None = None) -> Response:
+    body = ErrorEnvelope.of(message, error_type, code=code, param=param).to_json_bytes()
     return Response(body, status_code=status, media_type="application/json")
 
 
 async def _proxy_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProxyError)
-    response = _envelope(exc.status_code, exc.message, exc.error_type, exc.code)
+    response = _envelope(exc.status_code, exc.message, exc.error_type, exc.code, exc.param)
     response.headers.update(exc.headers)
     return response
 
@@ -63,9 +71,9 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
 async def _validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-    location = ".".join(str(part) for part in first["loc"])
+    location = ".".join(str(part) for part in first["loc"] if part not in ("body", "query"))
     return _envelope(400, f"Invalid value for '{location}': {first['msg']}.",
-                     "invalid_request_error")
+                     "invalid_request_error", "invalid_parameter", location or None)
 
 
 async def _unexpected_error(_request: Request, exc: Exception) -> Response:

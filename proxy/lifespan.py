@@ -174,7 +174,8 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
             provider=reoptimiser.provider, leader=leader, catalogue=catalogue)
         jobs.append(("evaluate", evaluation.tick, settings.evaluator_interval_s))
     scheduler = start_scheduler(jobs)
-    state = AppState(settings, engine, ledger, keys, registry, serving, holder, reoptimiser)
+    state = AppState(settings, engine, ledger, keys, registry, serving, holder, reoptimiser,
+                     carbon)
     try:
         yield {"sprout": state}
     finally:

@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from proxy.accounting.ledger_writer import LedgerWriter
 from proxy.auth.keys import KeyRing
+from proxy.carbon.service import CarbonService
 from proxy.config import Settings
 from proxy.jobs.reoptimise import Reoptimiser
 from proxy.optimiser.allocation import AllocationHolder
@@ -27,3 +28,4 @@ class AppState:
     serving: Serving
     allocation: AllocationHolder
     reoptimiser: Reoptimiser
+    carbon: CarbonService

@@ -43,9 +43,12 @@ class KeyRing:
         """The key's directive policy, if it has one."""
         return self._policies.get(key_id) if key_id else None
 
-    def replace_virtual(self, virtual: dict[str, str]) -> None:
-        """Swap in a fresh copy of the virtual keys (after a reload)."""
+    def replace_virtual(self, virtual: dict[str, str],
+                        policies: dict[str, KeyPolicy] | None = None) -> None:
+        """Swap in fresh copies of the virtual keys and policies (after a change)."""
         self._virtual = dict(virtual)
+        if policies is not None:
+            self._policies = dict(policies)
 
     def authenticate(self, authorization: str | None) -> str:
         """The key id for an `Authorization: Bearer …` header, or 401."""

@@ -1,0 +1,1 @@
+"""Admin REST API (master key only): keys, requests, statistics, pools, optimiser, evaluator."""

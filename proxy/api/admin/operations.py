@@ -1,0 +1,115 @@
+"""`/admin/pools`, `/admin/directives`, `/admin/optimiser`, `/admin/evaluations`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from typing import Any
+
+from fastapi import APIRouter
+from sqlalchemy import Engine, desc, select
+
+from proxy.accounting.tables import evaluations, optimiser_runs, quality_scores
+from proxy.api.admin.deps import AdminDep
+from proxy.errors import InvalidRequest
+from proxy.jobs.reoptimise import allocation_document
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+@router.get("/pools", summary="Pools: load, meter, grid intensity now")
+async def pools(state: AdminDep) -> list[dict[str, Any]]:
+    """Live state of every pool."""
+    answer = []
+    for pool in state.registry.pools:
+        accountant = pool.accountant
+        region = pool.config.accounting.region
+        reading = state.carbon.latest(region)
+        answer.append({
+            "name": pool.name, "kind": pool.config.kind,
+            "backends": [backend.url for backend in pool.backends],
+            "models": sorted(pool.routes), "in_flight": pool.admission.in_flight,
+            "waiting": pool.admission.waiting,
+            "max_concurrency": pool.admission.max_concurrency,
+            "circuit_breaker": None,  # not built yet: comes with heterogeneous routing
+            "region": region, "pue": pool.config.accounting.pue,
+            "ci_g_per_kwh": reading.g_per_kwh, "ci_source": reading.source,
+            "energy": dataclasses.asdict(accountant.stats) if accountant else None,
+        })
+    return answer
+
+
+@router.get("/directives", summary="The directive catalogue")
+async def directives(state: AdminDep) -> list[dict[str, Any]]:
+    """Levels, texts and text hashes (edit through PROXY_DIRECTIVE_LEVELS)."""
+    return [dataclasses.asdict(d) for d in state.serving.director.catalogue.directives]
+
+
+@router.get("/optimiser", summary="The published allocation and recent solves")
+async def optimiser(state: AdminDep, history: int = 20) -> dict[str, Any]:
+    """What the request path draws from now, and the last `history` runs with their inputs."""
+    runs = await asyncio.to_thread(_recent, state.engine, optimiser_runs,
+                                   optimiser_runs.c.ran_at, min(max(history, 1), 200))
+    for run in runs:
+        run["inputs"] = json.loads(run.pop("inputs_json"))
+        run["allocation"] = json.loads(run.pop("allocation_json"))
+    return {"allocation": allocation_document(state.allocation.current), "runs": runs}
+
+
+@router.post("/optimiser/solve", summary="Re-solve now")
+async def solve_now(state: AdminDep) -> dict[str, Any]:
+    """Run the optimiser job now (followers publish the leader's latest solve instead)."""
+    status = await state.reoptimiser.run_once()
+    return {"status": status, "allocation": allocation_document(state.allocation.current)}
+
+
+@router.get("/evaluations", summary="Evaluator runs and the latest quality scores")
+async def list_evaluations(state: AdminDep, limit: int = 20) -> dict[str, Any]:
+    """Recent runs, and q(class, level) of the newest finished one."""
+    runs = await asyncio.to_thread(_recent, state.engine, evaluations,
+                                   evaluations.c.started_at, min(max(limit, 1), 200))
+    done = next((r for r in runs if r["status"] == "done"), None)
+    scores = [] if done is None else await asyncio.to_thread(
+        _scores, state.engine, done["evaluation_id"])
+    for run in runs:
+        run.pop("sample_ids_json", None)
+    return {"evaluations": runs, "latest_scores": scores}
+
+
+@router.post("/evaluations", status_code=202, summary="Start an evaluator run now")
+async def start_evaluation(state: AdminDep) -> dict[str, Any]:
+    """Start a bounded run in the background (the run's own lock prevents two at once)."""
+    settings = state.settings
+    if not settings.evaluator_judge_model:
+        raise InvalidRequest("No judge model: set PROXY_EVALUATOR_JUDGE_MODEL first.",
+                             code="evaluator_not_configured")
+    from datetime import timedelta
+
+    from evaluator.generator import InProcessGenerator
+    from evaluator.run import EvaluationRun, RunOptions
+
+    options = RunOptions(
+        levels=state.serving.director.catalogue.ids, judge_model=settings.evaluator_judge_model,
+        max_prompts=settings.evaluator_max_prompts, time_budget_s=settings.evaluator_time_budget_s,
+        retention=timedelta(days=settings.prompt_retention_days), trigger="admin")
+    run = EvaluationRun(state.engine, InProcessGenerator(state.serving), options)
+    task = asyncio.create_task(run.run())
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+    return {"status": "started"}
+
+
+_BACKGROUND: set[asyncio.Task[Any]] = set()  # keep references so runs are not collected
+
+
+def _recent(engine: Engine, table: Any, order: Any, limit: int) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        return [dict(r._mapping) for r in connection.execute(
+            select(table).order_by(desc(order)).limit(limit))]
+
+
+def _scores(engine: Engine, evaluation_id: str) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        return [dict(r._mapping) for r in connection.execute(select(quality_scores).where(
+            quality_scores.c.evaluation_id == evaluation_id))]

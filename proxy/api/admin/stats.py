@@ -1,0 +1,141 @@
+"""`/admin/stats`: totals per group, and carbon saved against serving everything at L0.
+
+Saved carbon is a counterfactual, estimated: a row served at level l of task class c would
+have used E[c, L0] / E[c, l] times its energy (and busy time) at L0, with E the mean energy
+per request in the same period from the ledger; where a class has no L0 or level-l rows,
+Sprout's mean level ratios stand in (L1 = 0.23 x L0, L2 = 0.154 x L0; see
+proxy/optimiser/inputs.py). The response states this method.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from sqlalchemy import Engine, func, select
+
+from proxy.accounting.tables import requests
+from proxy.api.admin.deps import AdminDep
+from proxy.optimiser.inputs import SPROUT_LEVEL_RATIOS
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+GroupBy = Literal["none", "key", "pool", "model", "class", "level", "hour"]
+METHOD = ("estimated counterfactual: each row's energy and embodied carbon scaled by the mean "
+          "energy ratio of L0 to its served level for its task class in the same period "
+          "(ledger means; Sprout's level ratios where a class lacks data)")
+
+
+class Group(BaseModel):
+    """Totals of one group."""
+
+    group: str | None
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    energy_j: float
+    operational_g_co2e: float
+    embodied_g_co2e: float
+    saved_vs_l0_g_co2e: float
+
+
+class Stats(BaseModel):
+    """The answer."""
+
+    since: datetime
+    until: datetime
+    group_by: GroupBy
+    groups: list[Group]
+    saved_method: str
+
+
+@router.get("/stats", summary="Requests, tokens, joules, gCO2e and carbon saved vs L0")
+async def stats(state: AdminDep, since: datetime | None = None, until: datetime | None = None,
+                group_by: GroupBy = "none") -> Stats:
+    """Totals over client traffic (evaluator traffic is excluded) per group."""
+    until = until or datetime.now(UTC)
+    since = since or until - timedelta(days=1)
+    rows = await asyncio.to_thread(_aggregate, state.engine, since, until, group_by)
+    return Stats(since=since, until=until, group_by=group_by, groups=_groups(rows),
+                 saved_method=METHOD)
+
+
+def _group_column(engine: Engine, group_by: GroupBy) -> Any:
+    columns = requests.c
+    if group_by == "hour":
+        if engine.dialect.name == "postgresql":
+            return func.to_char(func.date_trunc("hour", columns.created_at),
+                                'YYYY-MM-DD"T"HH24:00')
+        return func.strftime("%Y-%m-%dT%H:00", columns.created_at)
+    return {"none": None, "key": columns.api_key_id, "pool": columns.pool,
+            "model": columns.requested_model, "class": columns.task_class,
+            "level": columns.directive_level}[group_by]
+
+
+def _aggregate(engine: Engine, since: datetime, until: datetime,
+               group_by: GroupBy) -> list[dict[str, Any]]:
+    columns = requests.c
+    group = _group_column(engine, group_by)
+    keys = [columns.task_class, columns.directive_level]
+    selected = [*keys, func.count().label("requests"),
+                func.coalesce(func.sum(columns.prompt_tokens), 0).label("prompt_tokens"),
+                func.coalesce(func.sum(columns.completion_tokens), 0).label("completion_tokens"),
+                func.coalesce(func.sum(columns.energy_j), 0.0).label("energy_j"),
+                func.count(columns.energy_j).label("metered"),
+                func.coalesce(func.sum(columns.operational_g_co2e), 0.0).label("operational"),
+                func.coalesce(func.sum(columns.embodied_g_co2e), 0.0).label("embodied")]
+    if group is not None:
+        selected.insert(0, group.label("grp"))
+        keys.insert(0, group)
+    query = select(*selected).where(columns.created_at >= since, columns.created_at < until,
+                                    columns.is_evaluator.is_(False)).group_by(*keys)
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def _groups(rows: list[dict[str, Any]]) -> list[Group]:
+    # Mean energy per (class, level) over the whole period, for the counterfactual.
+    energy: dict[tuple[str | None, str | None], list[float]] = collections.defaultdict(
+        lambda: [0.0, 0.0])
+    for row in rows:
+        cell = energy[(row["task_class"], row["directive_level"])]
+        cell[0] += float(row["energy_j"])
+        cell[1] += int(row["metered"])
+    means = {key: total / count for key, (total, count) in energy.items() if count}
+    totals: dict[str | None, dict[str, float]] = collections.defaultdict(
+        lambda: collections.defaultdict(float))
+    for row in rows:
+        bucket = totals[row.get("grp")]
+        for name in ("requests", "prompt_tokens", "completion_tokens", "energy_j"):
+            bucket[name] += float(row[name])
+        carbon = float(row["operational"]) + float(row["embodied"])
+        bucket["operational"] += float(row["operational"])
+        bucket["embodied"] += float(row["embodied"])
+        bucket["saved"] += carbon * (_l0_ratio(row["task_class"], row["directive_level"],
+                                               means) - 1)
+    return [Group(group=None if key is None else str(key), requests=int(v["requests"]),
+                  prompt_tokens=int(v["prompt_tokens"]),
+                  completion_tokens=int(v["completion_tokens"]), energy_j=v["energy_j"],
+                  operational_g_co2e=v["operational"], embodied_g_co2e=v["embodied"],
+                  saved_vs_l0_g_co2e=v["saved"]) for key, v in sorted(
+                      totals.items(), key=lambda item: str(item[0]))]
+
+
+def _l0_ratio(task_class: str | None, level: str | None,
+              means: dict[tuple[str | None, str | None], float]) -> float:
+    """How much more a row would have used at L0 (1.0 for L0, off and exempt rows)."""
+    if level is None or not level.startswith("L") or level == "L0":
+        return 1.0
+    served, baseline = means.get((task_class, level)), means.get((task_class, "L0"))
+    if served and baseline:
+        return baseline / served
+    try:
+        index = int(level[1:])
+    except ValueError:
+        return 1.0
+    ratio = SPROUT_LEVEL_RATIOS[index] if index < len(SPROUT_LEVEL_RATIOS) else 1.0
+    return 1.0 / ratio
