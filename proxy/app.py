@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from proxy.api import health, openai
+from proxy.api import health, metrics, openai
 from proxy.api.admin import keys as admin_keys
 from proxy.api.admin import operations as admin_operations
 from proxy.api.admin import requests as admin_requests
@@ -33,6 +33,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.include_router(openai.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     for router in (admin_keys.router, admin_requests.router, admin_stats.router,
                    admin_operations.router):
         app.include_router(router)

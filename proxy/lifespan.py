@@ -17,6 +17,7 @@ from proxy.accounting.ledger_writer import LedgerWriter
 from proxy.accounting.migrate import upgrade_to_head
 from proxy.accounting.record import LedgerRow
 from proxy.accounting.spill import SpillFile
+from proxy.api.metrics import Metrics
 from proxy.auth.keys import KeyRing, load_virtual_keys, resolve_master_key
 from proxy.backends.factory import build_backends
 from proxy.carbon.base import CarbonIntensityProvider
@@ -135,6 +136,8 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
         linger_s=settings.ledger_linger_s,
     )
     ledger.start()
+    metrics = Metrics()
+    ledger.observer = metrics.observe  # every finished row is counted as it is handed over
     configs = await asyncio.gather(*(discover_models(c) for c in configured_pools(settings)))
     if not configs:
         log.warning("no pools configured: every model request will answer 404")
@@ -175,7 +178,8 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
         jobs.append(("evaluate", evaluation.tick, settings.evaluator_interval_s))
     scheduler = start_scheduler(jobs)
     state = AppState(settings, engine, ledger, keys, registry, serving, holder, reoptimiser,
-                     carbon)
+                     carbon, metrics)
+    metrics.watch(state)
     try:
         yield {"sprout": state}
     finally:

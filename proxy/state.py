@@ -7,6 +7,7 @@ import dataclasses
 from sqlalchemy import Engine
 
 from proxy.accounting.ledger_writer import LedgerWriter
+from proxy.api.metrics import Metrics
 from proxy.auth.keys import KeyRing
 from proxy.carbon.service import CarbonService
 from proxy.config import Settings
@@ -29,3 +30,4 @@ class AppState:
     allocation: AllocationHolder
     reoptimiser: Reoptimiser
     carbon: CarbonService
+    metrics: Metrics

@@ -67,8 +67,12 @@ class LedgerWriter:
         """Rows waiting in memory."""
         return self._queue.qsize()
 
+    observer: Callable[[LedgerRow], None] | None = None  # e.g. metrics; must be cheap
+
     def submit(self, row: LedgerRow) -> None:
         """Hand over one finished row; never waits."""
+        if self.observer is not None:
+            self.observer(row)
         try:
             self._queue.put_nowait(row)
         except asyncio.QueueFull:

@@ -48,6 +48,7 @@ class Reoptimiser:
         self.provider = provider
         self._leader = leader
         self._clock = clock
+        self.last_solve_ms = 0.0
 
     async def run_once(self) -> str:
         """Solve and publish (leader), or publish the leader's latest solve (follower)."""
@@ -70,6 +71,7 @@ class Reoptimiser:
             min_verdicts=settings.optimiser_min_verdicts,
         )
         allocation, solution = self._allocate(built, reading, stats)
+        self.last_solve_ms = solution.solve_ms if solution else 0.0
         self._holder.publish(allocation)
         status = "cold_start" if solution is None else solution.status
         await asyncio.to_thread(self._persist, self._run_row(now, status, allocation, built,

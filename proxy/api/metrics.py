@@ -1,0 +1,113 @@
+"""Prometheus metrics: counters fed where finished rows pass, gauges read at scrape time.
+
+Nothing here runs on the request path: `Metrics.observe` is the ledger writer's observer (for
+pooled requests it runs in the energy accountant's tick), and the gauges are collected from the
+live state when `/metrics` is scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from proxy.accounting.record import LedgerRow
+
+if TYPE_CHECKING:
+    from proxy.state import AppState
+
+router = APIRouter(tags=["metrics"])
+
+_MS_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000, 60000)
+
+
+class Metrics:
+    """One registry per app (no module globals)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("endpoint", "status", "pool", "level")
+        self.requests = Counter("sprout_requests", "Inference requests by outcome", labels,
+                                registry=self.registry)
+        self.tokens = Counter("sprout_tokens", "Tokens by direction", ("pool", "direction"),
+                              registry=self.registry)
+        self.energy = Counter("sprout_energy_joules", "Attributed joules", ("pool", "level",
+                                                                           "method"),
+                              registry=self.registry)
+        self.carbon = Counter("sprout_carbon_grams", "gCO2e by kind", ("pool", "level", "kind"),
+                              registry=self.registry)
+        self.overhead = Histogram("sprout_proxy_overhead_ms", "Time the proxy itself added",
+                                  ("endpoint",), buckets=_MS_BUCKETS, registry=self.registry)
+        self.ttft = Histogram("sprout_ttft_ms", "Time to first token (streams)", ("pool",),
+                              buckets=_MS_BUCKETS, registry=self.registry)
+        self.latency = Histogram("sprout_latency_ms", "Total latency", ("endpoint",),
+                                 buckets=_MS_BUCKETS, registry=self.registry)
+
+    def observe(self, row: LedgerRow) -> None:
+        """Count one finished row (called by the ledger writer's submit)."""
+        pool = row.pool or ""
+        level = row.directive_level or ""
+        self.requests.labels(row.endpoint, row.status, pool, level).inc()
+        if row.prompt_tokens:
+            self.tokens.labels(pool, "prompt").inc(row.prompt_tokens)
+        if row.completion_tokens:
+            self.tokens.labels(pool, "completion").inc(row.completion_tokens)
+        if row.energy_j is not None:
+            self.energy.labels(pool, level, row.energy_method or "").inc(row.energy_j)
+        if row.operational_g_co2e is not None:
+            self.carbon.labels(pool, level, "operational").inc(row.operational_g_co2e)
+        if row.embodied_g_co2e is not None:
+            self.carbon.labels(pool, level, "embodied").inc(row.embodied_g_co2e)
+        if row.overhead_ms is not None:
+            self.overhead.labels(row.endpoint).observe(row.overhead_ms)
+        if row.ttft_ms is not None:
+            self.ttft.labels(pool).observe(row.ttft_ms)
+        self.latency.labels(row.endpoint).observe(row.latency_ms)
+
+    def watch(self, state: AppState) -> None:
+        """Register the scrape-time gauges over the live state."""
+        self.registry.register(_LiveState(state))
+
+
+class _LiveState(Collector):
+    def __init__(self, state: AppState) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = self._state
+        in_flight = GaugeMetricFamily("sprout_pool_in_flight", "Requests running", labels=["pool"])
+        waiting = GaugeMetricFamily("sprout_pool_waiting", "Requests queued", labels=["pool"])
+        intensity = GaugeMetricFamily("sprout_grid_ci_g_per_kwh", "Grid intensity now",
+                                      labels=["pool", "source"])
+        for pool in state.registry.pools:
+            in_flight.add_metric([pool.name], pool.admission.in_flight)
+            waiting.add_metric([pool.name], pool.admission.waiting)
+            reading = state.carbon.latest(pool.config.accounting.region)
+            intensity.add_metric([pool.name, reading.source], reading.g_per_kwh)
+        yield from (in_flight, waiting, intensity)
+        ledger = state.ledger
+        for name, value, text in [
+            ("sprout_ledger_queue_depth", ledger.queue_depth, "Rows waiting in memory"),
+            ("sprout_ledger_dropped_rows", ledger.stats.dropped_rows, "Rows lost (must be 0)"),
+            ("sprout_ledger_spilled_rows", ledger.stats.spilled_rows, "Rows spilled to file"),
+            ("sprout_ledger_database_up", int(ledger.stats.database_up), "Database reachable"),
+        ]:
+            gauge = GaugeMetricFamily(name, text)
+            gauge.add_metric([], value)
+            yield gauge
+        solve = GaugeMetricFamily("sprout_optimiser_last_solve_ms", "Last LP solve time")
+        solve.add_metric([], state.reoptimiser.last_solve_ms)
+        yield solve
+
+
+@router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+async def metrics(request: Request) -> Response:
+    """The text exposition format."""
+    state = request.state.sprout
+    return Response(generate_latest(state.metrics.registry),
+                    media_type="text/plain; version=0.0.4; charset=utf-8")

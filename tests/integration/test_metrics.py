@@ -1,0 +1,55 @@
+"""A /metrics scrape, parsed with the Prometheus text parser."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import RunningProxy
+from tests.support.ledger import wait_rows
+
+
+def _samples(proxy: RunningProxy) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = httpx.get(proxy.root + "/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples}
+
+
+def test_scrape_counts_requests_tokens_energy_and_state(proxy: RunningProxy) -> None:
+    client = proxy.client()
+    for _ in range(3):
+        client.chat.completions.create(model="fake-model",
+                                       messages=[{"role": "user", "content": "hi"}])
+    list(client.chat.completions.create(model="fake-model", stream=True,
+                                        messages=[{"role": "user", "content": "hi"}]))
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    wait_rows(proxy.database_url, 5)
+    deadline = time.monotonic() + 5
+    while True:
+        samples = _samples(proxy)
+        ok = samples.get(("sprout_requests_total", frozenset(
+            {("endpoint", "chat"), ("status", "ok"), ("pool", "fakes"), ("level", "L0")})))
+        if ok == 4:
+            break
+        assert time.monotonic() < deadline, ok
+        time.sleep(0.1)
+    rejected = sum(v for (name, labels), v in samples.items()
+                   if name == "sprout_requests_total" and ("status", "rejected") in labels)
+    assert rejected == 1
+    assert samples[("sprout_tokens_total", frozenset(
+        {("pool", "fakes"), ("direction", "completion")}))] == 20
+    energy = [v for (name, labels), v in samples.items() if name == "sprout_energy_joules_total"]
+    assert energy and sum(energy) > 0
+    assert samples[("sprout_ttft_ms_count", frozenset({("pool", "fakes")}))] == 1
+    assert samples[("sprout_ledger_dropped_rows", frozenset())] == 0
+    assert samples[("sprout_pool_in_flight", frozenset({("pool", "fakes")}))] == 0
+    assert samples[("sprout_grid_ci_g_per_kwh", frozenset(
+        {("pool", "fakes"), ("source", "static")}))] == 300.0
+    assert ("sprout_optimiser_last_solve_ms", frozenset()) in samples
