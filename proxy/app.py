@@ -15,7 +15,9 @@ from proxy.api.admin import keys as admin_keys
 from proxy.api.admin import operations as admin_operations
 from proxy.api.admin import requests as admin_requests
 from proxy.api.admin import stats as admin_stats
+from proxy.api.admin import timeseries as admin_timeseries
 from proxy.config import Settings
+from proxy.dashboard import page as dashboard_page
 from proxy.errors import ProxyError
 from proxy.lifespan import lifespan
 from proxy.protocol.errors import ErrorEnvelope
@@ -35,7 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     for router in (admin_keys.router, admin_requests.router, admin_stats.router,
-                   admin_operations.router):
+                   admin_timeseries.router, admin_operations.router, dashboard_page.router):
         app.include_router(router)
     app.router.routes[:0] = openai.fast_routes  # first match wins: see api/openai.py
     app.add_exception_handler(ProxyError, _proxy_error)

@@ -1,0 +1,1 @@
+"""The dashboard: one static page that plots the admin API's JSON."""
