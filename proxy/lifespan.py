@@ -32,6 +32,7 @@ from proxy.carbon.ukgrid import UKGridProvider
 from proxy.carbon.watttime import WattTimeProvider
 from proxy.config import Settings
 from proxy.directives.catalogue import Catalogue
+from proxy.directives.store import CatalogueStore
 from proxy.energy.accountant import EnergyAccountant
 from proxy.energy.estimate import PROFILES
 from proxy.energy.factory import build_meter
@@ -154,16 +155,18 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
         settings.retry_max_attempts, settings.retry_backoff_base_s, settings.retry_backoff_max_s
     )
     rng = random.Random()
-    catalogue = Catalogue(settings.directive_levels)
+    catalogues = CatalogueStore(Catalogue(settings.directive_levels))
+    await asyncio.to_thread(catalogues.reload, engine)  # one an operator set, if any
+    catalogue = catalogues.current
     holder = AllocationHolder(Allocation.always(
         catalogue.ids, catalogue.baseline.level, "cold start: the optimiser has not run yet"))
-    director = Director(catalogue, holder, keys, settings.directive_default, rng)
+    director = Director(catalogues, holder, keys, settings.directive_default, rng)
     capture = CapturePolicy(keys, master_key_captures=settings.capture_master_key_prompts,
                             rate=settings.prompt_capture_rate, rng=rng)
     serving = Serving(registry, ledger, retry, rng, director, capture)
     leader = LeaderLock(engine)
     reoptimiser = Reoptimiser(
-        engine=engine, settings=settings, catalogue=catalogue, holder=holder,
+        engine=engine, settings=settings, catalogues=catalogues, holder=holder,
         provider=await asyncio.to_thread(carbon_provider, settings), leader=leader,
     )
     jobs: list[tuple[str, Job, float]] = [
@@ -174,7 +177,7 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
 
         evaluation = EvaluationJob(
             engine=engine, settings=settings, serving=serving, registry=registry,
-            provider=reoptimiser.provider, leader=leader, catalogue=catalogue)
+            provider=reoptimiser.provider, leader=leader, catalogues=catalogues)
         jobs.append(("evaluate", evaluation.tick, settings.evaluator_interval_s))
     scheduler = start_scheduler(jobs)
     state = AppState(settings, engine, ledger, keys, registry, serving, holder, reoptimiser,

@@ -128,6 +128,15 @@ optimiser_runs = Table(
 )
 
 
+# The directive catalogue operators set through the admin API (newest row wins).
+directive_catalogues = Table(
+    "directive_catalogues",
+    metadata,
+    Column("catalogue_id", Integer, primary_key=True, autoincrement=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("levels_json", Text, nullable=False),
+)
+
 # Prompts captured for the evaluator, only from keys whose policy opts in; deleted after the
 # retention period. Nothing else of a prompt is stored anywhere.
 prompt_samples = Table(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from proxy.directives.catalogue import Catalogue
 from proxy.errors import InvalidRequest
@@ -27,6 +27,9 @@ class KeyPolicy(BaseModel):
     structured_output_directives: bool = False
     # Opt in to prompt capture for the offline evaluator (sampled, deleted after retention).
     capture_prompts: bool = False
+    # Energy/latency trade-off (U = lambda E + (1 - lambda) R) for cost-based routing: stored
+    # and shown now, read by the router when heterogeneous routing lands.
+    routing_lambda: float | None = Field(default=None, ge=0, le=1)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

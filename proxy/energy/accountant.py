@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from proxy.accounting.record import LedgerRow
 from proxy.energy.attribution import Flight, Window, attribute
-from proxy.energy.base import EnergyMeter, EnergySample, MeterUnavailable
+from proxy.energy.base import Availability, EnergyMeter, EnergySample, MeterUnavailable
 from proxy.energy.estimate import HardwareProfile
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,10 @@ class EnergyAccountant:
         self._retry_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self.stats = AccountantStats(meter=meter.name)
+
+    def meter_availability(self) -> Availability:
+        """The pool meter's own word (estimates are used while it is unavailable)."""
+        return self._meter.availability()
 
     def begin(self, row: LedgerRow) -> None:
         """The request reached the device (O(1); request path)."""

@@ -24,7 +24,7 @@ from proxy.accounting.tables import evaluations
 from proxy.carbon.base import CarbonIntensityProvider
 from proxy.carbon.window import trailing_stats
 from proxy.config import Settings
-from proxy.directives.catalogue import Catalogue
+from proxy.directives.store import CatalogueStore
 from proxy.jobs.leader import LeaderLock
 from proxy.pools.registry import PoolRegistry
 from proxy.serving.service import Serving
@@ -37,7 +37,7 @@ class EvaluationJob:
 
     def __init__(self, *, engine: Engine, settings: Settings, serving: Serving,
                  registry: PoolRegistry, provider: CarbonIntensityProvider, leader: LeaderLock,
-                 catalogue: Catalogue,
+                 catalogues: CatalogueStore,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._engine = engine
         self._settings = settings
@@ -45,7 +45,7 @@ class EvaluationJob:
         self._registry = registry
         self._provider = provider
         self._leader = leader
-        self._catalogue = catalogue
+        self._catalogues = catalogues
         self._clock = clock
 
     async def tick(self) -> str:
@@ -76,7 +76,7 @@ class EvaluationJob:
         if busiest > settings.evaluator_max_pool_utilisation:
             return f"pools busy ({busiest:.0%})"
         options = RunOptions(
-            levels=self._catalogue.ids, judge_model=settings.evaluator_judge_model,
+            levels=self._catalogues.current.ids, judge_model=settings.evaluator_judge_model,
             max_prompts=settings.evaluator_max_prompts,
             time_budget_s=settings.evaluator_time_budget_s, retention=retention,
             trigger="schedule", ci_g_per_kwh=current.g_per_kwh,

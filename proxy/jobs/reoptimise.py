@@ -18,7 +18,7 @@ from proxy.carbon.base import CarbonIntensityProvider, CIReading
 from proxy.carbon.window import CIStats, trailing_stats
 from proxy.classify.classifier import CLASSES
 from proxy.config import Settings
-from proxy.directives.catalogue import Catalogue
+from proxy.directives.store import CatalogueStore
 from proxy.jobs.leader import LeaderLock
 from proxy.optimiser.allocation import Allocation, AllocationHolder
 from proxy.optimiser.inputs import Terms, Usage, Verdict, build_terms
@@ -35,7 +35,7 @@ class Reoptimiser:
         *,
         engine: Engine,
         settings: Settings,
-        catalogue: Catalogue,
+        catalogues: CatalogueStore,
         holder: AllocationHolder,
         provider: CarbonIntensityProvider,
         leader: LeaderLock,
@@ -43,7 +43,7 @@ class Reoptimiser:
     ) -> None:
         self._engine = engine
         self._settings = settings
-        self._catalogue = catalogue
+        self._catalogues = catalogues
         self._holder = holder
         self.provider = provider
         self._leader = leader
@@ -56,13 +56,14 @@ class Reoptimiser:
         if not await asyncio.to_thread(self._leader.is_leader):
             return await self._follow()
         settings = self._settings
+        await asyncio.to_thread(self._catalogues.reload, self._engine)  # an admin's PUT
         window = timedelta(days=settings.optimiser_trailing_days)
         reading = await self.provider.current(now)
         history = await self.provider.history(now - window, now)
         recorded, usage, verdicts = await asyncio.to_thread(self._read, now, window)
         stats = trailing_stats([*history, *recorded], now, window, reading)
         built = build_terms(
-            self._catalogue.ids, CLASSES, usage, verdicts,
+            self._catalogues.current.ids, CLASSES, usage, verdicts,
             ci_g_per_kwh=reading.g_per_kwh,
             j_per_output_token=settings.estimate_j_per_output_token,
             half_life_h=settings.optimiser_half_life_h,
@@ -81,7 +82,7 @@ class Reoptimiser:
 
     def _allocate(self, built: Terms, reading: CIReading,
                   stats: CIStats) -> tuple[Allocation, Solution | None]:
-        levels = self._catalogue.ids
+        levels = self._catalogues.current.ids
         if built.terms is None:
             return Allocation.always(levels, levels[0], built.reason), None
         settings = self._settings
@@ -135,11 +136,12 @@ class Reoptimiser:
         }
 
     async def _follow(self) -> str:
+        await asyncio.to_thread(self._catalogues.reload, self._engine)
         latest = await asyncio.to_thread(self._latest)
         if latest is None:
             return "follower: no solve yet"
         document = latest["allocation"]
-        if tuple(document["levels"]) != self._catalogue.ids:
+        if tuple(document["levels"]) != self._catalogues.current.ids:
             return "follower: leader uses another directive catalogue"
         self._holder.publish(Allocation(
             tuple(document["levels"]), {k: tuple(v) for k, v in document["rows"].items()},

@@ -10,6 +10,7 @@ from proxy.classify.classifier import classify
 from proxy.directives.catalogue import Catalogue
 from proxy.directives.injection import inject_chat, inject_completion, inject_completion_text
 from proxy.directives.policy import choose
+from proxy.directives.store import CatalogueStore
 from proxy.optimiser.allocation import AllocationHolder
 from proxy.protocol.chat import ChatCompletionRequest
 from proxy.protocol.completions import CompletionRequest
@@ -18,22 +19,28 @@ from proxy.protocol.completions import CompletionRequest
 class Director:
     """Pure apart from one uniform draw; no I/O. Records its decision on the ledger row."""
 
-    def __init__(self, catalogue: Catalogue, holder: AllocationHolder, keys: KeyRing,
+    def __init__(self, catalogues: CatalogueStore, holder: AllocationHolder, keys: KeyRing,
                  default: str, rng: random.Random) -> None:
-        if default not in ("off", "auto") and catalogue.get(default) is None:
+        if default not in ("off", "auto") and catalogues.current.get(default) is None:
             raise ValueError(f"directive default {default!r} is not off, auto or a level id")
-        self.catalogue = catalogue
+        self.catalogues = catalogues
         self.holder = holder
         self._keys = keys
         self._default = default
         self._rng = rng
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The catalogue in force."""
+        return self.catalogues.current
 
     def apply(
         self, row: LedgerRow, request: ChatCompletionRequest | CompletionRequest,
         header: str | None,
     ) -> ChatCompletionRequest | CompletionRequest:
         """The request as it goes upstream; raises InvalidRequest for a bad header."""
-        choice = choose(self.catalogue, header=header, key_policy=self._keys.policy(row.api_key_id),
+        catalogue = self.catalogues.current
+        choice = choose(catalogue, header=header, key_policy=self._keys.policy(row.api_key_id),
                         default=self._default, structured=request.is_structured())
         row.task_class = classify(request.task_text())
         if choice.mode == "auto":
@@ -43,9 +50,9 @@ class Director:
         else:
             row.directive_level = choice.mode  # off | exempt
             return request
-        directive = self.catalogue.get(level)
+        directive = catalogue.get(level)
         if directive is None:  # a level dropped from the catalogue since the last solve
-            directive = self.catalogue.baseline
+            directive = catalogue.baseline
         if directive.text is not None:
             if isinstance(request, ChatCompletionRequest):
                 request = inject_chat(request, directive.text)

@@ -141,3 +141,28 @@ def test_pools_directives_optimiser_and_evaluations(admin_proxy: RunningProxy) -
     refused = httpx.post(root + "/admin/evaluations", headers=ADMIN)
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == "evaluator_not_configured"
+
+
+def test_directive_catalogue_can_be_replaced_and_persists(start_proxy, fake: Fake,
+                                                          pg_url: str) -> None:
+    proxy = start_proxy([fake_pool(fake)], pg_url)
+    root = proxy.root
+    new = [{"id": "L0", "text": None}, {"id": "terse", "text": "Answer in one sentence."}]
+    answer = httpx.put(root + "/admin/directives", headers=ADMIN, json=new).json()
+    assert [level["level"] for level in answer["levels"]] == ["L0", "terse"]
+    raw = proxy.client().chat.completions.with_raw_response.create(
+        model="fake-model", messages=MESSAGES, extra_headers={"X-Sprout-Directive": "terse"})
+    assert raw.headers["x-sprout-directive"] == "terse"
+    assert fake.app.stats.bodies[-1]["messages"][0]["content"] == "Answer in one sentence."
+    invalid = httpx.put(root + "/admin/directives", headers=ADMIN,
+                        json=[{"id": "x", "text": "first must be no directive"}])
+    assert invalid.status_code == 400 and invalid.json()["error"]["code"] == "invalid_catalogue"
+    proxy.stop()
+    restarted = start_proxy([fake_pool(fake)], pg_url)  # the catalogue survives a restart
+    levels = httpx.get(restarted.root + "/admin/directives", headers=ADMIN).json()
+    assert [level["level"] for level in levels] == ["L0", "terse"]
+    (pool,) = httpx.get(restarted.root + "/admin/pools", headers=ADMIN).json()
+    assert pool["meter"]["available"] is False and pool["meter"]["reason"]
+    key = httpx.post(restarted.root + "/admin/keys", headers=ADMIN,
+                     json={"name": "router", "policy": {"routing_lambda": 0.7}}).json()
+    assert key["policy"]["routing_lambda"] == 0.7

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, desc, select
 
 from proxy.accounting.tables import evaluations, optimiser_runs, quality_scores
 from proxy.api.admin.deps import AdminDep
+from proxy.directives.catalogue import DirectiveLevel
 from proxy.errors import InvalidRequest
 from proxy.jobs.reoptimise import allocation_document
 
@@ -36,6 +37,7 @@ async def pools(state: AdminDep) -> list[dict[str, Any]]:
             "region": region, "pue": pool.config.accounting.pue,
             "ci_g_per_kwh": reading.g_per_kwh, "ci_source": reading.source,
             "energy": dataclasses.asdict(accountant.stats) if accountant else None,
+            "meter": dataclasses.asdict(accountant.meter_availability()) if accountant else None,
         })
     return answer
 
@@ -44,6 +46,19 @@ async def pools(state: AdminDep) -> list[dict[str, Any]]:
 async def directives(state: AdminDep) -> list[dict[str, Any]]:
     """Levels, texts and text hashes (edit through PROXY_DIRECTIVE_LEVELS)."""
     return [dataclasses.asdict(d) for d in state.serving.director.catalogue.directives]
+
+
+@router.put("/directives", summary="Replace the directive catalogue")
+async def replace_directives(levels: list[DirectiveLevel], state: AdminDep) -> dict[str, Any]:
+    """Validate, persist and apply now; the optimiser re-solves for the new levels at once."""
+    store = state.serving.director.catalogues
+    try:
+        await asyncio.to_thread(store.replace, state.engine, levels)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), code="invalid_catalogue") from exc
+    status = await state.reoptimiser.run_once()
+    return {"levels": [dataclasses.asdict(d) for d in store.current.directives],
+            "optimiser": status}
 
 
 @router.get("/optimiser", summary="The published allocation and recent solves")
