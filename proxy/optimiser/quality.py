@@ -6,8 +6,8 @@ weight halves in a day) and a class with few verdicts is pulled towards the all-
 
     q_c = (counts_c + k * q_global) / (n_c + k)
 
-with k = `prior_strength` pseudo-verdicts, so a class with no verdicts scores exactly like the
-global mix and a class with many is scored on its own.
+with k = `prior_strength` pseudo-verdicts: a class with no verdicts scores exactly like the
+all-class mix, and a class with many is scored on its own.
 """
 
 from __future__ import annotations
