@@ -23,6 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto | cuda | cuda:N | mps | cpu")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--draft-model", default=None,
+                        help="speculative decoding: a small model with the same tokenizer")
+    parser.add_argument("--draft-device", default="cpu",
+                        help="device of the draft model (e.g. an old GPU: cuda:1, or cpu)")
+    parser.add_argument("--prefill-device", default=None,
+                        help="prefill/decode split: run prefill here, then move the KV cache "
+                             "to --device for decoding")
     parser.add_argument("--max-tokens-cap", type=int, default=2048,
                         help="upper bound on max_tokens per request")
     parser.add_argument("--meter", default="auto",
@@ -59,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                             "is meaningless; pass --model for a real one)", model_dir)
             build_demo_model(model_dir)
         model, served = str(model_dir), served or DEMO_NAME
-    engine = Engine(model, device=args.device, served_name=served)
+    engine = Engine(model, device=args.device, served_name=served,
+                    draft_model=args.draft_model, draft_device=args.draft_device,
+                    prefill_device=args.prefill_device)
     print(f"sprout-worker serving {engine.served_name} on {engine.device} at "
           f"http://{args.host}:{args.port}/v1", flush=True)
     uvicorn.run(create_app(engine, max_tokens_cap=args.max_tokens_cap, meter=meter),

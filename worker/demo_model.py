@@ -25,7 +25,9 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_demo_model(out_dir: Path, *, seed: int = 0, vocab_size: int = 384) -> Path:
+def build_demo_model(out_dir: Path, *, seed: int = 0, vocab_size: int = 384,
+                     hidden_size: int = 64, layers: int = 2,
+                     initializer_range: float = 0.02) -> Path:
     """Train a byte-level BPE tokenizer on the local corpus and save a random tiny Llama."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -49,8 +51,9 @@ def build_demo_model(out_dir: Path, *, seed: int = 0, vocab_size: int = 384) -> 
 
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        vocab_size=len(fast), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=1024, initializer_range=initializer_range,
         bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id, tie_word_embeddings=True,
     )

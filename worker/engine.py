@@ -17,7 +17,16 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
+from worker.decoding import generate_disaggregated
+
 log = logging.getLogger(__name__)
+
+
+def _load(model: str, device: str) -> Any:
+    dtype = torch.float32 if device == "cpu" else torch.float16
+    loaded = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(device)
+    loaded.eval()
+    return loaded
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -84,12 +93,19 @@ class _Cancelled(StoppingCriteria):
 class Engine:
     """Loads a model by Hugging Face id or local path; one generation at a time."""
 
-    def __init__(self, model: str, *, device: str = "auto", served_name: str | None = None):
+    def __init__(self, model: str, *, device: str = "auto", served_name: str | None = None,
+                 draft_model: str | None = None, draft_device: str | None = None,
+                 prefill_device: str | None = None):
+        if draft_model and prefill_device:
+            raise ValueError("choose speculative decoding or a prefill/decode split, not both")
         self.device = pick_device(device)
-        dtype = torch.float32 if self.device == "cpu" else torch.float16
         self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(self.device)
-        self.model.eval()
+        self.model = _load(model, self.device)
+        self.draft = _load(draft_model, pick_device(draft_device or "cpu")) if draft_model else None
+        self.prefill_model = (_load(model, pick_device(prefill_device))
+                              if prefill_device else None)
+        self.decoding = ("speculative" if self.draft is not None else
+                         "disaggregated" if self.prefill_model is not None else "standard")
         self.served_name = served_name or model.rstrip("/").split("/")[-1]
         self._lock = threading.Lock()
         log.info("loaded %s on %s", model, self.device)
@@ -137,6 +153,10 @@ class Engine:
             kwargs |= {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         if sampling.stop:
             kwargs |= {"stop_strings": list(sampling.stop), "tokenizer": self.tokenizer}
+        if self.prefill_model is not None:
+            return self._generate_split(prompt_ids, sampling, sink, cancel)
+        if self.draft is not None:
+            kwargs["assistant_model"] = self.draft
         input_ids = torch.tensor([prompt_ids], device=self.device)
         with self._lock, torch.inference_mode():
             if sampling.seed is not None:
@@ -156,6 +176,30 @@ class Engine:
         else:
             reason = "stop"
         return Generation(len(prompt_ids), ids, reason, cancelled=cancel.is_set())
+
+    def _generate_split(self, prompt_ids: list[int], sampling: Sampling, sink: _TokenSink,
+                        cancel: threading.Event) -> Generation:
+        eos = self.tokenizer.eos_token_id
+
+        def stopped(ids: list[int]) -> bool:
+            return bool(sampling.stop) and any(self.decode(ids).endswith(s) for s in sampling.stop)
+
+        def emit(token: int) -> None:
+            sink.ids.append(token)
+            sink._on_token(token)
+
+        with self._lock:
+            ids = generate_disaggregated(
+                self.prefill_model, self.model, prompt_ids,
+                max_new_tokens=sampling.max_new_tokens, eos_token_id=eos,
+                temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
+                on_token=emit, cancel=cancel, stop_check=stopped)
+        if cancel.is_set():
+            return Generation(len(prompt_ids), ids, "cancelled", cancelled=True)
+        if ids and ids[-1] == eos:
+            return Generation(len(prompt_ids), ids[:-1], "stop")
+        reason = "length" if len(ids) >= sampling.max_new_tokens else "stop"
+        return Generation(len(prompt_ids), ids, reason)
 
     def embed(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
         """Mean-pooled last hidden states (one vector per text) and the input token count."""

@@ -33,11 +33,19 @@ def create_app(engine: Engine, *, max_tokens_cap: int = 2048,
     """Routes for chat, completions, embeddings and models, and the device's energy."""
     app = FastAPI(title="sprout-worker")
     app.add_exception_handler(ProxyError, _proxy_error)
+
+    @app.middleware("http")
+    async def decoding_header(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers["x-sprout-decoding"] = engine.decoding
+        return response
+
     app.include_router(energy_router(meter or NullMeter()))
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": engine.served_name, "device": engine.device}
+        return {"status": "ok", "model": engine.served_name, "device": engine.device,
+                "decoding": engine.decoding}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

@@ -37,6 +37,7 @@ class LedgerRow:
     finish_reason: str | None = None
     retries: int = 0
     is_evaluator: bool = False
+    decoding: str | None = None
     directive_level: str | None = None
     directive_hash: str | None = None
     task_class: str | None = None

@@ -54,6 +54,8 @@ requests = Table(
     Column("finish_reason", String(32), nullable=True),
     Column("retries", Integer, nullable=False),
     Column("is_evaluator", Boolean, nullable=False),
+    # How the upstream decoded: standard | speculative | disaggregated (a worker's header).
+    Column("decoding", String(32), nullable=True),
     # Filled by later stages (directives, classifier, energy and carbon accounting).
     Column("directive_level", String(16), nullable=True),
     Column("directive_hash", String(64), nullable=True),

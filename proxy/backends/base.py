@@ -24,6 +24,7 @@ class UpstreamResponse(abc.ABC):
 
     status_code: int
     content_type: str
+    decoding: str | None = None  # from a worker's x-sprout-decoding header
 
     @abc.abstractmethod
     async def read(self) -> bytes:

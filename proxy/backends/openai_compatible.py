@@ -66,6 +66,7 @@ class _HttpxResponse(UpstreamResponse):
         self._response = response
         self.status_code = response.status_code
         self.content_type = response.headers.get("content-type", "application/json")
+        self.decoding = response.headers.get("x-sprout-decoding")
 
     async def read(self) -> bytes:
         try:

@@ -228,6 +228,7 @@ class Serving:
             sent_at = time.perf_counter()
             try:
                 response = await backend.send(upstream)
+                row.decoding = response.decoding
                 try:
                     if response.status_code >= 500 or response.status_code == 429:
                         detail = (await response.read())[:300].decode(errors="replace")

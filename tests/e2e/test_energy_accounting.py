@@ -60,3 +60,25 @@ def test_rows_are_metered_labelled_and_sum_to_the_meter(start_proxy, demo_model_
     assert stats["attributed_j"] + stats["idle_j"] == pytest.approx(stats["metered_j"],
                                                                     rel=1e-9)
     assert stats["metered_j"] == pytest.approx(50.0 * stats["window_s"], rel=0.05)
+
+
+@pytest.mark.worker
+def test_the_ledger_records_speculative_decoding(start_proxy, tmp_path: Path) -> None:
+    from worker.demo_model import build_demo_model
+
+    main = build_demo_model(tmp_path / "main", seed=1)
+    draft = build_demo_model(tmp_path / "draft", seed=2, hidden_size=32, layers=1)
+    port = free_port()
+    worker = ChildProcess(
+        ["-m", "worker", "--model", str(main), "--served-name", "tiny", "--port", str(port),
+         "--draft-model", str(draft), "--draft-device", "cpu", "--log-level", "warning"],
+        f"http://127.0.0.1:{port}/health", log_path=tmp_path / "worker.log").start()
+    try:
+        database_url = f"sqlite:///{tmp_path}/ledger.db"
+        proxy = start_proxy([], database_url, upstream_url=f"http://127.0.0.1:{port}/v1")
+        proxy.client().chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8,
+                                               temperature=0)
+        (row,) = wait_rows(database_url, 1, timeout_s=20)
+    finally:
+        worker.stop()
+    assert row["decoding"] == "speculative" and row["status"] == "ok"
