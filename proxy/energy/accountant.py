@@ -85,6 +85,10 @@ class EnergyAccountant:
         """The request reached the device (O(1); request path)."""
         self._open[row.request_id] = _Open(row, self._clock())
 
+    def withdraw(self, row: LedgerRow) -> None:
+        """The request moved to another pool before any byte: forget it here (not settled)."""
+        self._open.pop(row.request_id, None)
+
     def finish(self, row: LedgerRow) -> None:
         """The request left the device; its row is settled later (O(1); request path)."""
         flight = self._open.get(row.request_id)

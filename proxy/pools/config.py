@@ -70,6 +70,9 @@ class PoolConfig(BaseModel):
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=120.0, gt=0)
     accounting: PoolAccounting = Field(default_factory=PoolAccounting)
+    # Circuit breaker per backend: consecutive failures before it opens, and the cooldown.
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_cooldown_s: float = Field(default=10.0, gt=0)
 
     @field_validator("models", mode="before")
     @classmethod

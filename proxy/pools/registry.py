@@ -9,6 +9,7 @@ from proxy.backends.base import Backend
 from proxy.energy.accountant import EnergyAccountant
 from proxy.errors import InvalidRequest, NotFound
 from proxy.pools.admission import Admission
+from proxy.pools.breaker import CircuitBreaker
 from proxy.pools.config import Endpoint, PoolConfig
 
 WILDCARD = "*"
@@ -23,17 +24,33 @@ class Pool:
         self.config = config
         self.name = config.name
         self.backends = backends
+        self.breakers = [CircuitBreaker(config.breaker_failures, config.breaker_cooldown_s)
+                         for _ in backends]
         self.admission = Admission(config.max_concurrency, config.max_queue)
         self.accountant: EnergyAccountant | None = None  # set by the lifespan
         self._next = itertools.count()
         # No model names configured (and none discovered): pass any model name through.
         self.routes = {route.name: route.target for route in config.models} or {WILDCARD: ""}
 
-    def attempt_order(self, attempts: int) -> list[Backend]:
-        """Backends for successive attempts: round-robin start, then the others in turn."""
+    def attempt_order(self, attempts: int) -> list[tuple[Backend, CircuitBreaker]]:
+        """Backends for successive attempts, skipping those whose circuit breaker is open.
+
+        Round-robin start, then the others in turn; possibly none (the pool is unusable).
+        """
         start = next(self._next)
         count = len(self.backends)
-        return [self.backends[(start + i) % count] for i in range(attempts)]
+        order = []
+        for i in range(attempts):
+            index = (start + i) % count
+            breaker = self.breakers[index]
+            if breaker.allow():
+                order.append((self.backends[index], breaker))
+        return order
+
+    @property
+    def usable(self) -> bool:
+        """Whether any backend's breaker lets requests through (without taking a trial)."""
+        return any(breaker.state != "open" for breaker in self.breakers)
 
     def upstream_model(self, model: str) -> str | None:
         """The upstream name of `model`, or None if this pool does not serve it."""
@@ -62,6 +79,18 @@ class PoolRegistry:
     def __init__(self, pools: list[Pool]) -> None:
         self.pools = pools
 
+    def candidates(self, model: str, endpoint: Endpoint) -> list[Route]:
+        """Every pool that can take the request, best first; failover goes down the list.
+
+        Usable pools (a breaker not open) come before unusable ones, then the least loaded.
+        """
+        first = self.resolve(model, endpoint)
+        others = [Route(pool, pool.upstream_model(model) or model) for pool in self.pools
+                  if pool is not first.pool and pool.upstream_model(model) is not None
+                  and endpoint in pool.config.endpoints]
+        others.sort(key=lambda route: (not route.pool.usable, route.pool.admission.load))
+        return [first, *others]
+
     def resolve(self, model: str, endpoint: Endpoint) -> Route:
         """The route for a request, or a clear 404/400 in OpenAI's terms."""
         serving = [(pool, pool.upstream_model(model)) for pool in self.pools]
@@ -80,7 +109,7 @@ class PoolRegistry:
                 code="unsupported_endpoint",
                 param="model",
             )
-        pool, target = min(able, key=lambda pair: pair[0].admission.load)
+        pool, target = min(able, key=lambda pair: (not pair[0].usable, pair[0].admission.load))
         return Route(pool, target)
 
     def model_ids(self) -> list[str]:

@@ -27,6 +27,7 @@ class Exchange:
     upstream_s: float = 0.0
     prompt_chars: int = 0
     accountant: EnergyAccountant | None = None  # the pool's, once the request is admitted
+    failure: ProxyError | None = None  # why the last pool tried could not answer
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the request reached the proxy."""

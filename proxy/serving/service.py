@@ -19,6 +19,7 @@ from proxy.accounting.record import LedgerRow
 from proxy.backends.base import UpstreamRequest, UpstreamResponse
 from proxy.errors import (
     BackendUnavailable,
+    Overloaded,
     ProxyError,
     UpstreamFailed,
     UpstreamRateLimited,
@@ -106,26 +107,59 @@ class Serving:
                         and self.capture.wants(row.api_key_id)):
                     row.captured_request = request.to_json_bytes().decode()
                 request = self.director.apply(row, request, directive_header)
-            route = self.registry.resolve(request.model, endpoint)
+            routes = self.registry.candidates(request.model, endpoint)
+        except ProxyError as exc:
+            return self.reject(exchange, exc)
+        failure: ProxyError | None = None
+        for index, route in enumerate(routes):
+            if index:
+                row.retries += 1  # failover to the next pool, before any byte was sent
             row.pool = route.pool.name
             row.backend = route.pool.config.kind
             row.upstream_model = route.upstream_model
-            await route.pool.admission.acquire(route.pool.name)
-        except ProxyError as exc:
-            return self.reject(exchange, exc)
-        if route.pool.accountant is not None:
-            exchange.accountant = route.pool.accountant
-            exchange.accountant.begin(row)
+            try:
+                await route.pool.admission.acquire(route.pool.name)
+            except Overloaded as exc:
+                failure = exc
+                continue
+            if route.pool.accountant is not None:
+                exchange.accountant = route.pool.accountant
+                exchange.accountant.begin(row)
+            answer = await self._attempt(exchange, route, request, receive,
+                                         last=index == len(routes) - 1)
+            if answer is not None:
+                return answer
+            failure = exchange.failure
+            if exchange.accountant is not None:  # the next pool meters the request instead
+                exchange.accountant.withdraw(row)
+                exchange.accountant = None
+        assert failure is not None
+        return self.reject(exchange, failure)
+
+    async def _attempt(self, exchange: Exchange, route: Route, request: InferenceRequest,
+                       receive: Receive, *, last: bool) -> Response | None:
+        """One pool's answer; None hands over to the next pool (a failure before any byte)."""
         release = route.pool.admission.release
         if request.is_stream and not isinstance(request, EmbeddingRequest):
             try:
                 # On success the stream owns the admission slot and releases it when done.
                 return await self._stream(exchange, route, request)
+            except (UpstreamFailed, UpstreamTimedOut, UpstreamRateLimited) as exc:
+                release()
+                if last:
+                    return self.reject(exchange, exc)
+                exchange.failure = exc
+                return None
             except Exception as exc:
                 release()
                 return self.reject(exchange, _as_proxy_error(exc))
         try:
             return await self._unary(exchange, route, request, receive)
+        except (UpstreamFailed, UpstreamTimedOut, UpstreamRateLimited) as exc:
+            if last:
+                return self.reject(exchange, exc)
+            exchange.failure = exc
+            return None
         except Exception as exc:
             return self.reject(exchange, _as_proxy_error(exc))
         finally:
@@ -218,9 +252,10 @@ class Serving:
         """Try backends in turn until one yields its first bytes; no retry after that."""
         row = exchange.row
         last: BackendUnavailable | None = None
-        for attempt, backend in enumerate(pool.attempt_order(self.retry.max_attempts)):
+        for attempt, (backend, breaker) in enumerate(
+                pool.attempt_order(self.retry.max_attempts)):
             if attempt:
-                row.retries = attempt
+                row.retries += 1
                 pause_s = self.retry.backoff_s(attempt, self.rng)
                 exchange.upstream_s += pause_s  # waiting, not proxy work
                 await asyncio.sleep(pause_s)
@@ -236,16 +271,22 @@ class Serving:
                             f"HTTP {response.status_code}: {detail}",
                             status_code=response.status_code,
                         )
-                    return response, await first_bytes(response)
+                    value = await first_bytes(response)
                 except BaseException:
                     await response.aclose()
                     raise
+                breaker.record_success()
+                return response, value
             except BackendUnavailable as exc:
+                breaker.record_failure()
                 last = exc
             finally:
                 exchange.upstream_s += time.perf_counter() - sent_at
-        assert last is not None
         attempts = self.retry.max_attempts
+        if last is None:  # every backend's circuit breaker is open
+            raise UpstreamFailed(
+                f"pool {pool.name!r}: every backend is failing (circuit open); retry later",
+                code="circuit_open", headers={"retry-after": "5"})
         if last.status_code == 429:
             raise UpstreamRateLimited(
                 f"pool {pool.name!r}: upstream rate limit ({attempts} attempts): {last}",

@@ -124,8 +124,13 @@ def test_attempt_order_round_robins_over_backends() -> None:
     config = PoolConfig(name="p", base_urls=["http://a/v1", "http://b/v1"], models=["m"])  # type: ignore[list-item]
     one, two = _NullBackend(), _NullBackend()
     pool = Pool(config, [one, two])
-    assert pool.attempt_order(3) == [one, two, one]
-    assert pool.attempt_order(2) == [two, one]
+    assert [backend for backend, _ in pool.attempt_order(3)] == [one, two, one]
+    assert [backend for backend, _ in pool.attempt_order(2)] == [two, one]
+    for _ in range(5):  # the first backend keeps failing: its breaker opens
+        pool.breakers[0].record_failure()
+    order = [backend for backend, _ in pool.attempt_order(3)]
+    assert order and all(backend is two for backend in order)  # the open one is skipped
+    assert pool.usable
 
 
 def test_token_estimate() -> None:

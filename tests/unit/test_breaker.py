@@ -1,0 +1,34 @@
+"""The circuit breaker's states, with a scripted clock."""
+
+from __future__ import annotations
+
+from proxy.pools.breaker import CircuitBreaker
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_opens_after_consecutive_failures_and_probes_after_cooldown() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(failure_threshold=3, cooldown_s=10, clock=clock)
+    for _ in range(2):
+        breaker.record_failure()
+    assert breaker.state == "closed" and breaker.allow()
+    breaker.record_success()  # a success resets the count
+    for _ in range(3):
+        breaker.record_failure()
+    assert breaker.state == "open" and not breaker.allow()
+    clock.now = 10.0
+    assert breaker.state == "half_open"
+    assert breaker.allow() and not breaker.allow()  # exactly one trial
+    breaker.record_failure()  # the trial failed: open for another cooldown
+    assert breaker.state == "open"
+    clock.now = 20.0
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state == "closed" and breaker.failures == 0
