@@ -130,7 +130,8 @@ def test_pools_directives_optimiser_and_evaluations(admin_proxy: RunningProxy) -
     (pool,) = httpx.get(root + "/admin/pools", headers=ADMIN).json()
     assert pool["name"] == "fakes" and pool["ci_source"] == "static"
     assert pool["energy"]["method"] in ("estimated", "starting")
-    assert pool["circuit_breaker"] is None
+    assert pool["circuit_breakers"] == [{"backend": pool["backends"][0], "state": "closed",
+                                         "consecutive_failures": 0}]
     levels = httpx.get(root + "/admin/directives", headers=ADMIN).json()
     assert [d["level"] for d in levels] == ["L0", "L1", "L2"]
     solved = httpx.post(root + "/admin/optimiser/solve", headers=ADMIN).json()

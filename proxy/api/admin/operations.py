@@ -33,7 +33,10 @@ async def pools(state: AdminDep) -> list[dict[str, Any]]:
             "models": sorted(pool.routes), "in_flight": pool.admission.in_flight,
             "waiting": pool.admission.waiting,
             "max_concurrency": pool.admission.max_concurrency,
-            "circuit_breaker": None,  # not built yet: comes with heterogeneous routing
+            "circuit_breakers": [{"backend": backend.url, "state": breaker.state,
+                                  "consecutive_failures": breaker.failures}
+                                 for backend, breaker in zip(pool.backends, pool.breakers,
+                                                             strict=True)],
             "region": region, "pue": pool.config.accounting.pue,
             "ci_g_per_kwh": reading.g_per_kwh, "ci_source": reading.source,
             "energy": dataclasses.asdict(accountant.stats) if accountant else None,
