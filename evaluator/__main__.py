@@ -69,12 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     if not key and settings.master_key_file.exists():
         key = settings.master_key_file.read_text().strip()
     proxy_url = args.proxy_url or f"http://{settings.host}:{settings.port}/v1"
-    options = RunOptions(
-        levels=Catalogue(settings.directive_levels).ids, judge_model=judge_model,
-        max_prompts=args.max_prompts or settings.evaluator_max_prompts,
-        time_budget_s=args.time_budget_s or settings.evaluator_time_budget_s,
-        retention=retention, trigger="run-once", resume=not args.no_resume, seed=args.seed,
-    )
+    chosen: dict[str, object] = {"judge_model": judge_model, "resume": not args.no_resume,
+                                 "seed": args.seed}
+    if args.max_prompts:
+        chosen["max_prompts"] = args.max_prompts
+    if args.time_budget_s:
+        chosen["time_budget_s"] = args.time_budget_s
+    options = RunOptions.from_settings(settings, Catalogue(settings.directive_levels).ids,
+                                       "run-once", **chosen)
 
     async def go() -> int:
         generator = HTTPGenerator(proxy_url, key)

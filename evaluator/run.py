@@ -24,6 +24,7 @@ from evaluator.generator import Answer, Generator
 from evaluator.judge import Judge
 from evaluator.scores import score_rows
 from proxy.accounting.tables import evaluation_answers, evaluations, judgments, quality_scores
+from proxy.config import Settings
 from proxy.jobs.leader import LeaderLock
 
 EVALUATOR_LOCK_KEY = 0x73_70_72_6F_75_74 + 1
@@ -54,6 +55,18 @@ class RunOptions:
     resume: bool = True
     ci_g_per_kwh: float | None = None
     seed: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, levels: tuple[str, ...], trigger: str,
+                      **overrides: object) -> RunOptions:
+        """The options the settings give (judge model, bounds, retention), plus overrides."""
+        values: dict[str, object] = {
+            "levels": levels, "judge_model": settings.evaluator_judge_model or "",
+            "max_prompts": settings.evaluator_max_prompts,
+            "time_budget_s": settings.evaluator_time_budget_s,
+            "retention": timedelta(days=settings.prompt_retention_days), "trigger": trigger,
+        }
+        return cls(**(values | overrides))  # type: ignore[arg-type]
 
 
 class EvaluationRun:

@@ -75,12 +75,8 @@ class EvaluationJob:
         busiest = max((pool.admission.load for pool in self._registry.pools), default=0.0)
         if busiest > settings.evaluator_max_pool_utilisation:
             return f"pools busy ({busiest:.0%})"
-        options = RunOptions(
-            levels=self._catalogues.current.ids, judge_model=settings.evaluator_judge_model,
-            max_prompts=settings.evaluator_max_prompts,
-            time_budget_s=settings.evaluator_time_budget_s, retention=retention,
-            trigger="schedule", ci_g_per_kwh=current.g_per_kwh,
-        )
+        options = RunOptions.from_settings(settings, self._catalogues.current.ids, "schedule",
+                                           ci_g_per_kwh=current.g_per_kwh)
         summary = await EvaluationRun(self._engine, InProcessGenerator(self._serving),
                                       options).run()
         log.info("evaluator: %s (%d judged, %d failed)", summary.status, summary.judged,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.api.admin.stats import _l0_ratio
+from proxy.api.admin.stats import l0_ratio as _l0_ratio
 
 
 def test_ledger_means_first_then_sprout_ratios() -> None:

@@ -102,15 +102,10 @@ async def start_evaluation(state: AdminDep) -> dict[str, Any]:
     if not settings.evaluator_judge_model:
         raise InvalidRequest("No judge model: set PROXY_EVALUATOR_JUDGE_MODEL first.",
                              code="evaluator_not_configured")
-    from datetime import timedelta
-
     from evaluator.generator import InProcessGenerator
     from evaluator.run import EvaluationRun, RunOptions
 
-    options = RunOptions(
-        levels=state.serving.director.catalogue.ids, judge_model=settings.evaluator_judge_model,
-        max_prompts=settings.evaluator_max_prompts, time_budget_s=settings.evaluator_time_budget_s,
-        retention=timedelta(days=settings.prompt_retention_days), trigger="admin")
+    options = RunOptions.from_settings(settings, state.serving.director.catalogue.ids, "admin")
     run = EvaluationRun(state.engine, InProcessGenerator(state.serving), options)
     task = asyncio.create_task(run.run())
     _BACKGROUND.add(task)

@@ -64,7 +64,8 @@ async def stats(state: AdminDep, since: datetime | None = None, until: datetime 
                  saved_method=METHOD)
 
 
-def _group_column(engine: Engine, group_by: GroupBy) -> Any:
+def group_column(engine: Engine, group_by: GroupBy) -> Any:
+    """The SQL expression a `group_by` value groups on (hour buckets per dialect)."""
     columns = requests.c
     if group_by == "hour":
         if engine.dialect.name == "postgresql":
@@ -79,7 +80,7 @@ def _group_column(engine: Engine, group_by: GroupBy) -> Any:
 def _aggregate(engine: Engine, since: datetime, until: datetime,
                group_by: GroupBy) -> list[dict[str, Any]]:
     columns = requests.c
-    group = _group_column(engine, group_by)
+    group = group_column(engine, group_by)
     keys = [columns.task_class, columns.directive_level]
     selected = [*keys, func.count().label("requests"),
                 func.coalesce(func.sum(columns.prompt_tokens), 0).label("prompt_tokens"),
@@ -97,15 +98,27 @@ def _aggregate(engine: Engine, since: datetime, until: datetime,
         return [dict(row._mapping) for row in connection.execute(query)]
 
 
+class Counterfactual:
+    """Carbon a group of rows would have emitted at L0 (see the module docstring)."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        # Mean energy per (class, level) over the whole period, from aggregated rows
+        # carrying `energy_j` (sum) and `metered` (count of rows with energy).
+        sums: dict[tuple[str | None, str | None], list[float]] = collections.defaultdict(
+            lambda: [0.0, 0.0])
+        for row in rows:
+            cell = sums[(row["task_class"], row["directive_level"])]
+            cell[0] += float(row["energy_j"])
+            cell[1] += int(row["metered"])
+        self._means = {key: total / count for key, (total, count) in sums.items() if count}
+
+    def saved_g(self, row: dict[str, Any], carbon_g: float) -> float:
+        """Grams saved against L0 by rows of this class and level emitting `carbon_g`."""
+        return carbon_g * (l0_ratio(row["task_class"], row["directive_level"], self._means) - 1)
+
+
 def _groups(rows: list[dict[str, Any]]) -> list[Group]:
-    # Mean energy per (class, level) over the whole period, for the counterfactual.
-    energy: dict[tuple[str | None, str | None], list[float]] = collections.defaultdict(
-        lambda: [0.0, 0.0])
-    for row in rows:
-        cell = energy[(row["task_class"], row["directive_level"])]
-        cell[0] += float(row["energy_j"])
-        cell[1] += int(row["metered"])
-    means = {key: total / count for key, (total, count) in energy.items() if count}
+    counterfactual = Counterfactual(rows)
     totals: dict[str | None, dict[str, float]] = collections.defaultdict(
         lambda: collections.defaultdict(float))
     for row in rows:
@@ -115,8 +128,7 @@ def _groups(rows: list[dict[str, Any]]) -> list[Group]:
         carbon = float(row["operational"]) + float(row["embodied"])
         bucket["operational"] += float(row["operational"])
         bucket["embodied"] += float(row["embodied"])
-        bucket["saved"] += carbon * (_l0_ratio(row["task_class"], row["directive_level"],
-                                               means) - 1)
+        bucket["saved"] += counterfactual.saved_g(row, carbon)
     return [Group(group=None if key is None else str(key), requests=int(v["requests"]),
                   prompt_tokens=int(v["prompt_tokens"]),
                   completion_tokens=int(v["completion_tokens"]), energy_j=v["energy_j"],
@@ -125,7 +137,7 @@ def _groups(rows: list[dict[str, Any]]) -> list[Group]:
                       totals.items(), key=lambda item: str(item[0]))]
 
 
-def _l0_ratio(task_class: str | None, level: str | None,
+def l0_ratio(task_class: str | None, level: str | None,
               means: dict[tuple[str | None, str | None], float]) -> float:
     """How much more a row would have used at L0 (1.0 for L0, off and exempt rows)."""
     if level is None or not level.startswith("L") or level == "L0":

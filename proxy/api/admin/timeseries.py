@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func, select
 
 from proxy.accounting.tables import requests
 from proxy.api.admin.deps import AdminDep
-from proxy.api.admin.stats import METHOD, _group_column, _l0_ratio
+from proxy.api.admin.stats import METHOD, Counterfactual, group_column
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -29,7 +29,7 @@ async def timeseries(state: AdminDep, since: datetime | None = None,
 
 def _rows(engine: Engine, since: datetime, until: datetime) -> list[dict[str, Any]]:
     columns = requests.c
-    hour = _group_column(engine, "hour").label("hour")
+    hour = group_column(engine, "hour").label("hour")
     query = (select(hour, columns.pool, columns.directive_level, columns.task_class,
                     func.count().label("requests"),
                     func.coalesce(func.sum(columns.energy_j), 0.0).label("energy_j"),
@@ -45,12 +45,7 @@ def _rows(engine: Engine, since: datetime, until: datetime) -> list[dict[str, An
 
 
 def _series(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    sums: dict[tuple[Any, Any], list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
-    for row in rows:
-        cell = sums[(row["task_class"], row["directive_level"])]
-        cell[0] += float(row["energy_j"])
-        cell[1] += int(row["metered"])
-    means = {key: total / count for key, (total, count) in sums.items() if count}
+    counterfactual = Counterfactual(rows)
     hours: dict[str, dict[str, Any]] = collections.defaultdict(lambda: {
         "requests": 0, "levels": collections.Counter(), "carbon_g": 0.0, "saved_g": 0.0})
     pools: dict[str, dict[str, dict[str, float]]] = collections.defaultdict(
@@ -62,8 +57,7 @@ def _series(rows: list[dict[str, Any]]) -> dict[str, Any]:
         entry["levels"][row["directive_level"] or "none"] += row["requests"]
         carbon = float(row["operational"]) + float(row["embodied"])
         entry["carbon_g"] += carbon
-        entry["saved_g"] += carbon * (_l0_ratio(row["task_class"], row["directive_level"],
-                                                means) - 1)
+        entry["saved_g"] += counterfactual.saved_g(row, carbon)
         if row["pool"]:
             pool_hour = pools[row["pool"]][hour]
             pool_hour["energy_j"] += float(row["energy_j"])
