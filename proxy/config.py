@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     upstream_url: str | None = None
     upstream_api_key: SecretStr | None = None
     upstream_models: list[str] = Field(default_factory=list)
+    # The quick-start upstream's estimate profile (proxy/energy/estimate.py) when it has no meter.
+    upstream_hardware: str = "a100"
 
     # Request limits
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)

@@ -9,7 +9,7 @@ import httpx
 from pydantic import BaseModel
 
 from proxy.config import Settings
-from proxy.pools.config import ModelRoute, PoolConfig, load_pools_file
+from proxy.pools.config import ModelRoute, PoolAccounting, PoolConfig, load_pools_file
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ def configured_pools(settings: Settings) -> list[PoolConfig]:
                 models=[ModelRoute(name=name) for name in settings.upstream_models],
                 api_key=settings.upstream_api_key,
                 endpoints=["chat", "completions", "embeddings"],
+                accounting=PoolAccounting(hardware=settings.upstream_hardware),
             )
         )
     names = [pool.name for pool in pools]

@@ -91,3 +91,10 @@ def test_cli_help_documents_every_option() -> None:
                          text=True, check=True)
     assert "serve" in top.stdout and "migrate" in top.stdout
     assert build_parser().parse_args(["serve", "--port", "9"]).port == 9
+
+
+def test_quick_start_upstream_uses_the_configured_estimate_profile() -> None:
+    settings = Settings(_env_file=None, upstream_url="http://h:1/v1",  # type: ignore[call-arg]
+                        upstream_hardware="cpu")
+    (pool,) = configured_pools(settings)
+    assert pool.accounting.hardware == "cpu"
