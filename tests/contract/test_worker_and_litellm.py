@@ -37,7 +37,8 @@ def test_proxy_in_front_of_the_worker(start_proxy, worker: str, tmp_path) -> Non
 
     rows = wait_rows(database_url, 4)
     assert [r["endpoint"] for r in rows] == ["chat", "chat", "completions", "embeddings"]
-    assert all(r["status"] == "ok" and r["usage_source"] == "upstream" for r in rows)
+    assert all(r["status"] == "ok" and r["usage_source"] == "upstream" for r in rows), [
+        (r["endpoint"], r["status"], r["usage_source"], r["error_type"]) for r in rows]
     assert rows[0]["prompt_tokens"] == reply.usage.prompt_tokens
     assert rows[1]["completion_tokens"] == 6 and rows[1]["ttft_ms"] is not None
 

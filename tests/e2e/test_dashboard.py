@@ -27,7 +27,9 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
 def _seed(database_url: str) -> None:
     """24 hours of ledger rows over two pools in two regions and three levels."""
     upgrade_to_head(database_url)
-    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    # Minute 30 of the previous hour: every seeded row lies in the past, whenever this runs
+    # (minute 30 of the current hour is still in the future before half past).
+    now = (datetime.now(UTC) - timedelta(hours=1)).replace(minute=30, second=0, microsecond=0)
     rows = []
     for hour in range(24):
         for pool, ci in (("gpu-ca", 150 + 5 * hour), ("m1-gb", 90 + 3 * (hour % 12))):
