@@ -45,6 +45,21 @@ class Settings(BaseSettings):
     # The quick-start upstream's estimate profile (proxy/energy/estimate.py) when it has no meter.
     upstream_hardware: str = "a100"
 
+    # Routing across pools (proxy/routing/): `cost` minimises U = lambda * E + (1 - lambda) * R
+    # over predicted tokens (E: gCO2e with each pool's own grid intensity, or joules), within
+    # pools that meet their SLO and have a free slot; `threshold` is Wilkins et al.'s rule
+    # (requests predicted at <= T_in and <= T_out tokens go to `routing_threshold_pool`);
+    # `least_loaded` ignores cost. A key's policy may override lambda.
+    routing_policy: Literal["cost", "threshold", "least_loaded"] = "cost"
+    routing_lambda: float = Field(default=0.5, ge=0, le=1)
+    routing_objective: Literal["carbon", "energy"] = "carbon"
+    routing_threshold_pool: str | None = None
+    routing_threshold_input_tokens: int = Field(default=32, ge=0)
+    routing_threshold_output_tokens: int = Field(default=32, ge=0)
+    # Measured latencies older than this are ignored (the profile's prediction is used again).
+    routing_latency_stale_s: float = Field(default=60.0, gt=0)
+    routing_output_ewma_alpha: float = Field(default=0.1, gt=0, le=1)
+
     # Request limits
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 

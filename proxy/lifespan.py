@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy import Engine
 
 from proxy.accounting.db import make_engine
 from proxy.accounting.footprint import fill
 from proxy.accounting.ledger_writer import LedgerWriter
 from proxy.accounting.migrate import upgrade_to_head
 from proxy.accounting.record import LedgerRow
+from proxy.accounting.repository import output_lengths
 from proxy.accounting.spill import SpillFile
 from proxy.api.metrics import Metrics
 from proxy.auth.keys import KeyRing, load_virtual_keys, resolve_master_key
@@ -23,8 +25,6 @@ from proxy.backends.factory import build_backends
 from proxy.carbon.base import CarbonIntensityProvider
 from proxy.carbon.cache import CachedProvider, FallbackChain
 from proxy.carbon.electricitymaps import ElectricityMapsProvider
-from proxy.carbon.embodied import DEVICES as EMBODIED_DEVICES
-from proxy.carbon.embodied import embodied_g_per_s
 from proxy.carbon.service import CarbonService
 from proxy.carbon.static import REGION_ANNUAL_G_PER_KWH, StaticProvider
 from proxy.carbon.trace import TraceProvider
@@ -34,14 +34,17 @@ from proxy.config import Settings
 from proxy.directives.catalogue import Catalogue
 from proxy.directives.store import CatalogueStore
 from proxy.energy.accountant import EnergyAccountant
-from proxy.energy.estimate import PROFILES
 from proxy.energy.factory import build_meter
 from proxy.jobs.leader import LeaderLock
 from proxy.jobs.reoptimise import Reoptimiser
 from proxy.jobs.scheduler import Job, start_scheduler
 from proxy.optimiser.allocation import Allocation, AllocationHolder
 from proxy.pools.discovery import configured_pools, discover_models
+from proxy.pools.profile import pool_embodied_g_per_s, pool_profile
 from proxy.pools.registry import Pool, PoolRegistry
+from proxy.routing.cost import SLO
+from proxy.routing.predict import InputEstimator, LatencyTracker, OutputPredictor
+from proxy.routing.router import PoolStatic, Router, RoutingConfig
 from proxy.serving.capture import CapturePolicy
 from proxy.serving.directing import Director
 from proxy.serving.retry import RetryPolicy
@@ -90,21 +93,10 @@ def live_provider(settings: Settings, zone: str | None) -> CarbonIntensityProvid
 def pool_accountant(pool: Pool, ledger: LedgerWriter, carbon: CarbonService) -> EnergyAccountant:
     """The pool's meter and accountant; settled rows get their footprint and go to the ledger."""
     accounting = pool.config.accounting
-    base = PROFILES.get(accounting.hardware)
-    if base is None:
-        raise ValueError(f"pool {pool.name!r}: unknown hardware profile {accounting.hardware!r}"
-                         f" (known: {', '.join(sorted(PROFILES))})")
-    profile = dataclasses.replace(
-        base, active_w=accounting.active_w or base.active_w,
-        idle_w=accounting.idle_w if accounting.idle_w is not None else base.idle_w)
+    profile = pool_profile(pool.config)
     if accounting.region:
         carbon.add_region(accounting.region)
-    device = EMBODIED_DEVICES.get(accounting.embodied_device)
-    if device is None:
-        raise ValueError(f"pool {pool.name!r}: unknown embodied device "
-                         f"{accounting.embodied_device!r} (known: {', '.join(EMBODIED_DEVICES)})")
-    per_s = embodied_g_per_s(accounting.embodied_kg_co2e or device.kg_co2e,
-                             accounting.lifetime_years or device.lifetime_years)
+    per_s = pool_embodied_g_per_s(pool.config)
 
     def settle(row: LedgerRow, energy_j: float, busy_s: float, method: str) -> None:
         fill(row, energy_j=energy_j, busy_s=busy_s, method=method,
@@ -115,6 +107,29 @@ def pool_accountant(pool: Pool, ledger: LedgerWriter, carbon: CarbonService) -> 
     return EnergyAccountant(build_meter(pool.config), profile, settle,
                             tick_s=accounting.tick_s, prefill_weight=accounting.prefill_weight,
                             decode_weight=accounting.decode_weight)
+
+
+def build_router(settings: Settings, registry: PoolRegistry, carbon: CarbonService,
+                 engine: Engine) -> Router:
+    """The router, its output forecasts seeded from the last week of the ledger."""
+    statics = {
+        pool.name: PoolStatic(
+            profile=pool_profile(pool.config), region=pool.config.accounting.region,
+            pue=pool.config.accounting.pue, embodied_g_per_s=pool_embodied_g_per_s(pool.config),
+            params_b=pool.config.model_params_b,
+            slo=SLO(pool.config.slo.ttft_ms, pool.config.slo.per_token_ms))
+        for pool in registry.pools}
+    config = RoutingConfig(
+        policy=settings.routing_policy, lam=settings.routing_lambda,
+        objective=settings.routing_objective, threshold_pool=settings.routing_threshold_pool,
+        threshold_input_tokens=settings.routing_threshold_input_tokens,
+        threshold_output_tokens=settings.routing_threshold_output_tokens)
+    predictor = OutputPredictor(alpha=settings.routing_output_ewma_alpha)
+    with engine.connect() as connection:
+        predictor.seed(output_lengths(connection, datetime.now(UTC) - timedelta(days=7)))
+    return Router(config, statics, lambda region: carbon.latest(region).g_per_kwh,
+                  predictor=predictor, inputs=InputEstimator(),
+                  latency=LatencyTracker(stale_s=settings.routing_latency_stale_s))
 
 
 @asynccontextmanager
@@ -163,7 +178,8 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     director = Director(catalogues, holder, keys, settings.directive_default, rng)
     capture = CapturePolicy(keys, master_key_captures=settings.capture_master_key_prompts,
                             rate=settings.prompt_capture_rate, rng=rng)
-    serving = Serving(registry, ledger, retry, rng, director, capture)
+    router = await asyncio.to_thread(build_router, settings, registry, carbon, engine)
+    serving = Serving(registry, ledger, retry, rng, director, capture, router)
     leader = LeaderLock(engine)
     reoptimiser = Reoptimiser(
         engine=engine, settings=settings, catalogues=catalogues, holder=holder,

@@ -38,6 +38,9 @@ class LedgerRow:
     retries: int = 0
     is_evaluator: bool = False
     decoding: str | None = None
+    route_policy: str | None = None
+    predicted_output_tokens: float | None = None
+    predicted_energy_j: float | None = None
     directive_level: str | None = None
     directive_hash: str | None = None
     task_class: str | None = None

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, desc, insert, select
+from sqlalchemy import Connection, desc, func, insert, select
 
 from proxy.accounting.tables import judgments, optimiser_runs, requests
 from proxy.optimiser.inputs import Usage, Verdict
@@ -37,6 +37,22 @@ def recent_usage(connection: Connection, now: datetime, since: datetime,
               age_h=(now - _as_aware(row.created_at, now)).total_seconds() / 3600)
         for row in connection.execute(query)
     ]
+
+
+def output_lengths(connection: Connection, since: datetime
+                   ) -> list[tuple[str | None, str | None, str, float, int]]:
+    """Mean completion tokens per (task class, level, pool) of recent successful requests."""
+    columns = requests.c
+    query = (
+        select(columns.task_class, columns.directive_level, columns.pool,
+               func.avg(columns.completion_tokens), func.count())
+        .where(columns.created_at >= since, columns.status == "ok",
+               columns.pool.is_not(None), columns.completion_tokens.is_not(None),
+               columns.usage_estimated.is_(False), columns.endpoint != "embeddings")
+        .group_by(columns.task_class, columns.directive_level, columns.pool)
+    )
+    return [(row[0], row[1], row[2], float(row[3]), int(row[4]))
+            for row in connection.execute(query)]
 
 
 def recent_verdicts(connection: Connection, now: datetime, since: datetime) -> list[Verdict]:

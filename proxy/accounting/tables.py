@@ -56,6 +56,10 @@ requests = Table(
     Column("is_evaluator", Boolean, nullable=False),
     # How the upstream decoded: standard | speculative | disaggregated (a worker's header).
     Column("decoding", String(32), nullable=True),
+    # The router's decision and its forecasts (proxy/routing/router.py), to check them later.
+    Column("route_policy", String(96), nullable=True),
+    Column("predicted_output_tokens", Float, nullable=True),
+    Column("predicted_energy_j", Float, nullable=True),
     # Filled by later stages (directives, classifier, energy and carbon accounting).
     Column("directive_level", String(16), nullable=True),
     Column("directive_hash", String(64), nullable=True),

@@ -27,8 +27,8 @@ class KeyPolicy(BaseModel):
     structured_output_directives: bool = False
     # Opt in to prompt capture for the offline evaluator (sampled, deleted after retention).
     capture_prompts: bool = False
-    # Energy/latency trade-off (U = lambda E + (1 - lambda) R) for cost-based routing: stored
-    # and shown now, read by the router when heterogeneous routing lands.
+    # Energy/latency trade-off (U = lambda E + (1 - lambda) R) for cost-based routing; None
+    # uses PROXY_ROUTING_LAMBDA.
     routing_lambda: float | None = Field(default=None, ge=0, le=1)
 
 

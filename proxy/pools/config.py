@@ -53,6 +53,15 @@ class PoolAccounting(BaseModel):
     decode_weight: float = Field(default=4.0, ge=0)
 
 
+class PoolSLO(BaseModel):
+    """Latency targets; routing prefers pools predicted (or measured) to meet them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttft_ms: float | None = Field(default=None, gt=0)
+    per_token_ms: float | None = Field(default=None, gt=0)
+
+
 class PoolConfig(BaseModel):
     """One pool: a kind, its backends, the models it serves and its limits."""
 
@@ -70,6 +79,10 @@ class PoolConfig(BaseModel):
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=120.0, gt=0)
     accounting: PoolAccounting = Field(default_factory=PoolAccounting)
+    slo: PoolSLO = Field(default_factory=PoolSLO)
+    # Size of the model the pool serves, in billions of parameters: scales the profile's
+    # per-token energy and time for routing (profiles are measured on 7B models).
+    model_params_b: float | None = Field(default=None, gt=0)
     # Circuit breaker per backend: consecutive failures before it opens, and the cooldown.
     breaker_failures: int = Field(default=5, ge=1)
     breaker_cooldown_s: float = Field(default=10.0, gt=0)

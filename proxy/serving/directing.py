@@ -9,7 +9,7 @@ from proxy.auth.keys import KeyRing
 from proxy.classify.classifier import classify
 from proxy.directives.catalogue import Catalogue
 from proxy.directives.injection import inject_chat, inject_completion, inject_completion_text
-from proxy.directives.policy import choose
+from proxy.directives.policy import KeyPolicy, choose
 from proxy.directives.store import CatalogueStore
 from proxy.optimiser.allocation import AllocationHolder
 from proxy.protocol.chat import ChatCompletionRequest
@@ -33,6 +33,10 @@ class Director:
     def catalogue(self) -> Catalogue:
         """The catalogue in force."""
         return self.catalogues.current
+
+    def key_policy(self, key_id: str | None) -> KeyPolicy | None:
+        """A virtual key's policy (routing reads its lambda)."""
+        return self._keys.policy(key_id)
 
     def apply(
         self, row: LedgerRow, request: ChatCompletionRequest | CompletionRequest,

@@ -31,6 +31,7 @@ from proxy.protocol.chat import ChatCompletionRequest
 from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
 from proxy.protocol.errors import ErrorEnvelope
 from proxy.protocol.streaming import ResponseProbe, StreamOptions
+from proxy.routing.router import Router
 from proxy.serving.capture import CapturePolicy
 from proxy.serving.directing import Director
 from proxy.serving.exchange import (
@@ -60,8 +61,10 @@ class Serving:
         rng: random.Random,
         director: Director,
         capture: CapturePolicy | None = None,
+        router: Router | None = None,
     ) -> None:
         self.registry = registry
+        self.router = router
         self.ledger = ledger
         self.retry = retry
         self.rng = rng
@@ -108,6 +111,10 @@ class Serving:
                     row.captured_request = request.to_json_bytes().decode()
                 request = self.director.apply(row, request, directive_header)
             routes = self.registry.candidates(request.model, endpoint)
+            if self.router is not None:
+                routes = self.router.order(
+                    routes, row, prompt_chars=exchange.prompt_chars,
+                    max_tokens=_max_tokens(request), lam=self._key_lambda(row))
         except ProxyError as exc:
             return self.reject(exchange, exc)
         failure: ProxyError | None = None
@@ -235,8 +242,14 @@ class Serving:
         pool.admission.release()
         self._record(exchange, row)
 
+    def _key_lambda(self, row: LedgerRow) -> float | None:
+        policy = self.director.key_policy(row.api_key_id)
+        return policy.routing_lambda if policy is not None else None
+
     def _record(self, exchange: Exchange, row: LedgerRow) -> None:
         """Hand a finished row on: to its pool's accountant, else straight to the ledger."""
+        if self.router is not None:
+            self.router.observe(row, exchange.prompt_chars)
         if exchange.accountant is not None:
             exchange.accountant.finish(row)
         else:
@@ -350,6 +363,14 @@ class _CancelOnDisconnect:
         assert self._watch is not None
         self._watch.remove_done_callback(self._on_done)
         self._watch.cancel()
+
+
+def _max_tokens(request: InferenceRequest) -> int | None:
+    if isinstance(request, ChatCompletionRequest):
+        return request.max_completion_tokens or request.max_tokens
+    if isinstance(request, CompletionRequest):
+        return request.max_tokens
+    return None
 
 
 def _as_proxy_error(exc: Exception) -> ProxyError:

@@ -16,7 +16,7 @@ def test_failover_to_the_next_pool_and_breaker_opens(start_proxy, start_fake, pg
     broken.app.script(default=Behaviour(status=503))
     proxy = start_proxy([fake_pool(broken, name="a", breaker_failures=2, breaker_cooldown_s=60),
                          fake_pool(healthy, name="b", max_concurrency=1)],
-                        pg_url, retry_max_attempts=1)
+                        pg_url, retry_max_attempts=1, routing_policy="least_loaded")
     client = proxy.client()
     for _ in range(4):
         raw = client.chat.completions.with_raw_response.create(model="fake-model",
