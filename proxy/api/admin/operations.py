@@ -23,8 +23,11 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 async def pools(state: AdminDep) -> list[dict[str, Any]]:
     """Live state of every pool."""
     answer = []
+    router = state.serving.router
+    now_s = router.clock() if router is not None else 0.0
     for pool in state.registry.pools:
         accountant = pool.accountant
+        observed = router.latency.observed(pool.name, now_s) if router is not None else None
         region = pool.config.accounting.region
         reading = state.carbon.latest(region)
         answer.append({
@@ -41,6 +44,12 @@ async def pools(state: AdminDep) -> list[dict[str, Any]]:
             "ci_g_per_kwh": reading.g_per_kwh, "ci_source": reading.source,
             "energy": dataclasses.asdict(accountant.stats) if accountant else None,
             "meter": dataclasses.asdict(accountant.meter_availability()) if accountant else None,
+            "routing": {
+                "hardware": pool.config.accounting.hardware,
+                "model_params_b": pool.config.model_params_b,
+                "slo": pool.config.slo.model_dump(),
+                "measured": dataclasses.asdict(observed) if observed is not None else None,
+            },
         })
     return answer
 
