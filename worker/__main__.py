@@ -33,8 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens-cap", type=int, default=2048,
                         help="upper bound on max_tokens per request")
     parser.add_argument("--meter", default="auto",
-                        help="device energy meter: auto | nvml | rapl | apple | none | "
-                             "fake:WATTS (a simulated constant-power device, for tests)")
+                        help="device energy meter: auto | nvml | nvml:N | rapl | apple | none "
+                             "| fake:WATTS (a simulated constant-power device, for tests); "
+                             "join with + to add devices up (auto does so for a worker "
+                             "that prefills or drafts on a second device)")
     parser.add_argument("--meter-only", action="store_true",
                         help="serve only /metrics/energy and /health (beside vLLM/llama.cpp)")
     parser.add_argument("--log-level", default="info")
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from worker.meter import meter_only_app, pick_meter
+    from worker.meter import meter_only_app, meter_spec_for_devices, pick_meter
 
     meter = pick_meter(args.meter)
     print(f"sprout-worker meter: {meter.name} ({meter.availability().reason})", flush=True)
@@ -69,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine(model, device=args.device, served_name=served,
                     draft_model=args.draft_model, draft_device=args.draft_device,
                     prefill_device=args.prefill_device)
+    if args.meter == "auto" and len(engine.devices) > 1:  # meter every device it computes on
+        meter = pick_meter(meter_spec_for_devices(engine.devices))
+        print(f"sprout-worker meter for {', '.join(engine.devices)}: {meter.name} "
+              f"({meter.availability().reason})", flush=True)
     print(f"sprout-worker serving {engine.served_name} on {engine.device} at "
           f"http://{args.host}:{args.port}/v1", flush=True)
     uvicorn.run(create_app(engine, max_tokens_cap=args.max_tokens_cap, meter=meter),

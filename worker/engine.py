@@ -104,6 +104,10 @@ class Engine:
         self.draft = _load(draft_model, pick_device(draft_device or "cpu")) if draft_model else None
         self.prefill_model = (_load(model, pick_device(prefill_device))
                               if prefill_device else None)
+        # Every device this engine computes on (metering must cover all of them).
+        self.devices = sorted({str(self.device),
+                               *([str(pick_device(draft_device or "cpu"))] if draft_model else []),
+                               *([str(pick_device(prefill_device))] if prefill_device else [])})
         self.decoding = ("speculative" if self.draft is not None else
                          "disaggregated" if self.prefill_model is not None else "standard")
         self.served_name = served_name or model.rstrip("/").split("/")[-1]

@@ -3,6 +3,9 @@
 `auto` takes the first available of NVML (NVIDIA GPUs), RAPL (Linux CPU package and DRAM) and
 Apple powermetrics; otherwise the meter is null and the proxy falls back to labelled estimates.
 `fake:WATTS` simulates a device of constant power (tests and demos; reported as fake).
+`nvml:N` meters one GPU. Specs joined with `+` add up (a `SumMeter`): a worker that prefills
+on one device and decodes on another, or drafts on an old GPU, meters both; with `auto`, such a
+worker meters each of its devices (`meter_spec_for_devices`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from fastapi import APIRouter, FastAPI
 
 from proxy.energy.apple import AppleMeter
 from proxy.energy.base import EnergyMeter, MeterUnavailable
+from proxy.energy.composite import SumMeter
 from proxy.energy.fakes import ConstantPowerMeter
 from proxy.energy.null import NullMeter
 from proxy.energy.nvml import NVMLMeter
@@ -18,10 +22,25 @@ from proxy.energy.rapl import RAPLMeter
 from proxy.energy.remote import RemoteEnergy
 
 
+def meter_spec_for_devices(devices: list[str]) -> str:
+    """The meter spec covering torch devices: cuda:N -> nvml:N, cpu -> rapl, mps -> apple."""
+    specs = []
+    for device in devices:
+        kind, _, index = device.partition(":")
+        spec = {"cuda": f"nvml:{index or 0}", "cpu": "rapl", "mps": "apple"}.get(kind)
+        if spec is not None and spec not in specs:
+            specs.append(spec)
+    return "+".join(specs) or "auto"
+
+
 def pick_meter(spec: str = "auto") -> EnergyMeter:
-    """A meter from `auto | nvml | rapl | apple | none | fake:WATTS`."""
+    """A meter from `auto | nvml | nvml:N | rapl | apple | none | fake:WATTS` (`+` sums)."""
+    if "+" in spec:
+        return SumMeter([pick_meter(part) for part in spec.split("+")])
     if spec.startswith("fake:"):
         return ConstantPowerMeter(float(spec.split(":", 1)[1]))
+    if spec.startswith("nvml:"):
+        return NVMLMeter(devices=[int(spec.split(":", 1)[1])])
     choices: dict[str, EnergyMeter] = {"nvml": NVMLMeter(), "rapl": RAPLMeter(),
                                        "apple": AppleMeter()}
     if spec == "none":
@@ -50,8 +69,10 @@ def energy_router(meter: EnergyMeter) -> APIRouter:
             sample = await meter.read()
         except MeterUnavailable as exc:
             return RemoteEnergy(available=False, meter=meter.name, reason=str(exc))
+        parts = ({name: joules for name, joules in await meter.read_parts()}
+                 if isinstance(meter, SumMeter) else {})
         return RemoteEnergy(available=True, meter=meter.name, reason=availability.reason,
-                            energy_j=sample.energy_j)
+                            energy_j=sample.energy_j, parts_j=parts)
 
     return router
 

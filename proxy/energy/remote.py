@@ -22,6 +22,7 @@ class RemoteEnergy(BaseModel):
     meter: str
     reason: str = ""
     energy_j: float = 0.0
+    parts_j: dict[str, float] = {}  # per device, when the worker meters several
 
 
 class RemoteMeter(EnergyMeter):

@@ -66,10 +66,17 @@ class PoolFacts:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Forecast:
-    """Predicted token counts of one request."""
+    """Predicted token counts of one request.
+
+    `output_samples` are representative output lengths (quantiles of recent answers); costs
+    are convex in the output length, so the expected cost is averaged over them rather than
+    taken at the mean (which sends too much to a device that is cheap only for short answers).
+    Empty: the mean alone.
+    """
 
     input_tokens: float
     output_tokens: float
+    output_samples: tuple[float, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -87,9 +94,21 @@ class Scored:
     cost: float = 0.0
 
 
+def _expected(facts: PoolFacts, forecast: Forecast) -> CallCost:
+    profile, params_b = facts.profile, facts.params_b
+    if not forecast.output_samples:
+        return profile.predict(forecast.input_tokens, forecast.output_tokens, params_b)
+    costs = [profile.predict(forecast.input_tokens, out, params_b)
+             for out in forecast.output_samples]
+    count = len(costs)
+    return CallCost(sum(c.energy_j for c in costs) / count,
+                    sum(c.runtime_s for c in costs) / count,
+                    sum(c.ttft_s for c in costs) / count)
+
+
 def predict(facts: PoolFacts, forecast: Forecast) -> CallCost:
-    """Energy from the profile; latency from fresh observations where there are some."""
-    cost = facts.profile.predict(forecast.input_tokens, forecast.output_tokens, facts.params_b)
+    """Expected energy from the profile; latency from fresh observations where there are some."""
+    cost = _expected(facts, forecast)
     observed = facts.observed
     if observed is None:
         return cost

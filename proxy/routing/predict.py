@@ -1,7 +1,9 @@
 """Token and latency forecasts learnt from finished requests (in memory, no I/O).
 
 - `OutputPredictor`: an exponentially weighted mean of completion tokens per task class x
-  directive level x pool, falling back to class x level (any pool), then level, then a prior.
+  directive level x pool, falling back to class x level (any pool), then level, then a prior;
+  and the spread: quantiles of the last `window` answers per key, which routing averages its
+  (convex) costs over.
   Priors are Sprout's mean answer lengths on alpaca (Llama-2-13B; answer characters / 4, from
   ../shared/data/sprout/README.md): L0 272, L1 128, L2 100 tokens. A request's `max_tokens`
   caps the forecast. Seeded at start-up from the ledger's recent rows.
@@ -14,6 +16,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Iterable
 
@@ -23,10 +26,34 @@ LEVEL_PRIORS_TOKENS = {"L0": 272.0, "L1": 128.0, "L2": 100.0}
 ANY = "*"
 
 
+QUANTILES = 8  # representative output lengths per forecast (midpoints of 8 equal bins)
+
+
 @dataclasses.dataclass(slots=True)
 class _Mean:
     value: float
     count: int
+    recent: collections.deque[float] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=64))
+    quantiles: tuple[float, ...] | None = None  # cached; None after a change
+
+    def add(self, tokens: float, alpha: float) -> None:
+        self.value += alpha * (tokens - self.value)
+        self.count += 1
+        self.recent.append(tokens)
+        self.quantiles = None
+
+    def spread(self) -> tuple[float, ...]:
+        if self.quantiles is None:
+            if not self.recent:
+                self.quantiles = (self.value,)
+            else:
+                ordered = sorted(self.recent)
+                size = len(ordered)
+                picks = min(QUANTILES, size)
+                self.quantiles = tuple(ordered[int((i + 0.5) * size / picks)]
+                                       for i in range(picks))
+        return self.quantiles
 
 
 class OutputPredictor:
@@ -52,10 +79,8 @@ class OutputPredictor:
         for key in {(klass, level, pool), (klass, level, ANY), (ANY, level, ANY)}:
             mean = self._means.get(key)
             if mean is None:
-                self._means[key] = _Mean(float(completion_tokens), 1)
-            else:
-                mean.value += self.alpha * (completion_tokens - mean.value)
-                mean.count += 1
+                mean = self._means[key] = _Mean(float(completion_tokens), 0)
+            mean.add(float(completion_tokens), self.alpha)
 
     def seed(self, rows: Iterable[tuple[str | None, str | None, str, float, int]]) -> None:
         """Start from the ledger: (class, level, pool, mean completion tokens, count) rows."""
@@ -72,19 +97,31 @@ class OutputPredictor:
                     known.value = (known.value * known.count + mean_tokens * count) / total
                     known.count = total
 
-    def predict(self, task_class: str | None, level: str | None, pool: str,
-                max_tokens: int | None = None) -> float:
-        """Expected completion tokens, capped by the request's max_tokens."""
+    def _find(self, task_class: str | None, level: str | None, pool: str) -> _Mean | None:
         level = self._level(level)
         klass = task_class or ANY
         for key in ((klass, level, pool), (klass, level, ANY), (ANY, level, ANY)):
             mean = self._means.get(key)
             if mean is not None:
-                value = mean.value
-                break
-        else:
-            value = self.priors.get(level, self.priors["L0"])
+                return mean
+        return None
+
+    def predict(self, task_class: str | None, level: str | None, pool: str,
+                max_tokens: int | None = None) -> float:
+        """Expected completion tokens, capped by the request's max_tokens."""
+        mean = self._find(task_class, level, pool)
+        value = mean.value if mean is not None else self.priors.get(
+            self._level(level), self.priors["L0"])
         return min(value, float(max_tokens)) if max_tokens is not None else value
+
+    def spread(self, task_class: str | None, level: str | None, pool: str,
+               max_tokens: int | None = None) -> tuple[float, ...]:
+        """Representative completion lengths (quantiles of recent answers), capped; () if none."""
+        mean = self._find(task_class, level, pool)
+        if mean is None:
+            return ()
+        cap = float(max_tokens) if max_tokens is not None else float("inf")
+        return tuple(min(tokens, cap) for tokens in mean.spread())
 
 
 class InputEstimator:

@@ -103,8 +103,11 @@ class Router:
         input_tokens = self.inputs.predict(prompt_chars)
         by_name = {route.pool.name: route for route in routes}
         # Each pool is scored at its own output forecast (the EWMA is per pool).
-        forecasts = {name: Forecast(input_tokens, self.predictor.predict(
-            row.task_class, row.directive_level, name, max_tokens)) for name in by_name}
+        forecasts = {name: Forecast(
+            input_tokens,
+            self.predictor.predict(row.task_class, row.directive_level, name, max_tokens),
+            self.predictor.spread(row.task_class, row.directive_level, name, max_tokens))
+            for name in by_name}
         ranked = self._rank([self.facts(route.pool, now_s) for route in routes],
                             forecasts, lam)
         best = ranked[0]
