@@ -49,8 +49,10 @@ class Settings(BaseSettings):
     # over predicted tokens (E: gCO2e with each pool's own grid intensity, or joules), within
     # pools that meet their SLO and have a free slot; `threshold` is Wilkins et al.'s rule
     # (requests predicted at <= T_in and <= T_out tokens go to `routing_threshold_pool`);
-    # `least_loaded` ignores cost. A key's policy may override lambda.
-    routing_policy: Literal["cost", "threshold", "least_loaded"] = "cost"
+    # `least_loaded` ignores cost; `joint` places by the optimiser's joint directive + placement
+    # LP (x[class, level, pool] with pool capacities), falling back to cost for unplanned
+    # requests. A key's policy may override lambda.
+    routing_policy: Literal["cost", "threshold", "least_loaded", "joint"] = "cost"
     routing_lambda: float = Field(default=0.5, ge=0, le=1)
     routing_objective: Literal["carbon", "energy"] = "carbon"
     routing_threshold_pool: str | None = None
@@ -106,6 +108,8 @@ class Settings(BaseSettings):
     optimiser_prior_strength: float = Field(default=20.0, ge=0)
     optimiser_quality_lower_bound_z: float = Field(default=0.2, ge=0)
     optimiser_min_verdicts: int = Field(default=30, ge=1)
+    # Joint LP (routing_policy=joint): the busy share of each pool's slots it may plan for.
+    optimiser_max_utilisation: float = Field(default=0.8, gt=0, le=1)
 
     # Grid carbon intensity for the optimiser until per-pool providers land: a fixed value, or
     # an Electricity Maps hourly CSV export replayed with its year shifted to now.

@@ -43,6 +43,7 @@ from proxy.pools.discovery import configured_pools, discover_models
 from proxy.pools.profile import pool_embodied_g_per_s, pool_profile
 from proxy.pools.registry import Pool, PoolRegistry
 from proxy.routing.cost import SLO
+from proxy.routing.planner import JointPlanner
 from proxy.routing.predict import InputEstimator, LatencyTracker, OutputPredictor
 from proxy.routing.router import PoolStatic, Router, RoutingConfig
 from proxy.serving.capture import CapturePolicy
@@ -110,7 +111,7 @@ def pool_accountant(pool: Pool, ledger: LedgerWriter, carbon: CarbonService) -> 
 
 
 def build_router(settings: Settings, registry: PoolRegistry, carbon: CarbonService,
-                 engine: Engine) -> Router:
+                 engine: Engine, holder: AllocationHolder) -> Router:
     """The router, its output forecasts seeded from the last week of the ledger."""
     statics = {
         pool.name: PoolStatic(
@@ -129,7 +130,8 @@ def build_router(settings: Settings, registry: PoolRegistry, carbon: CarbonServi
         predictor.seed(output_lengths(connection, datetime.now(UTC) - timedelta(days=7)))
     return Router(config, statics, lambda region: carbon.latest(region).g_per_kwh,
                   predictor=predictor, inputs=InputEstimator(),
-                  latency=LatencyTracker(stale_s=settings.routing_latency_stale_s))
+                  latency=LatencyTracker(stale_s=settings.routing_latency_stale_s),
+                  placement=lambda klass, level: holder.current.pool_weights(klass, level))
 
 
 @asynccontextmanager
@@ -178,12 +180,14 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     director = Director(catalogues, holder, keys, settings.directive_default, rng)
     capture = CapturePolicy(keys, master_key_captures=settings.capture_master_key_prompts,
                             rate=settings.prompt_capture_rate, rng=rng)
-    router = await asyncio.to_thread(build_router, settings, registry, carbon, engine)
+    router = await asyncio.to_thread(build_router, settings, registry, carbon, engine, holder)
     serving = Serving(registry, ledger, retry, rng, director, capture, router)
     leader = LeaderLock(engine)
     reoptimiser = Reoptimiser(
         engine=engine, settings=settings, catalogues=catalogues, holder=holder,
         provider=await asyncio.to_thread(carbon_provider, settings), leader=leader,
+        planner=(JointPlanner(router, registry, settings.optimiser_max_utilisation)
+                 if settings.routing_policy == "joint" else None),
     )
     jobs: list[tuple[str, Job, float]] = [
         ("reoptimise", reoptimiser.run_once, settings.optimiser_interval_s),

@@ -22,7 +22,9 @@ from proxy.directives.store import CatalogueStore
 from proxy.jobs.leader import LeaderLock
 from proxy.optimiser.allocation import Allocation, AllocationHolder
 from proxy.optimiser.inputs import Terms, Usage, Verdict, build_terms
+from proxy.optimiser.joint import JointSolution, solve_joint
 from proxy.optimiser.lp import Solution, solve
+from proxy.routing.planner import ANY_CLASS, JointPlanner
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class Reoptimiser:
         holder: AllocationHolder,
         provider: CarbonIntensityProvider,
         leader: LeaderLock,
+        planner: JointPlanner | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._engine = engine
@@ -47,6 +50,7 @@ class Reoptimiser:
         self._holder = holder
         self.provider = provider
         self._leader = leader
+        self._planner = planner  # set: solve the joint directive + placement LP
         self._clock = clock
         self.last_solve_ms = 0.0
 
@@ -71,7 +75,12 @@ class Reoptimiser:
             lower_bound_z=settings.optimiser_quality_lower_bound_z,
             min_verdicts=settings.optimiser_min_verdicts,
         )
-        allocation, solution = self._allocate(built, reading, stats)
+        solution: Solution | JointSolution | None
+        if self._planner is not None:
+            rate = sum(1 for u in usage if u.age_h <= 1.0 and not u.is_evaluator) / 3600.0
+            allocation, solution = self._allocate_jointly(built, reading, stats, rate)
+        else:
+            allocation, solution = self._allocate(built, reading, stats)
         self.last_solve_ms = solution.solve_ms if solution else 0.0
         self._holder.publish(allocation)
         status = "cold_start" if solution is None else solution.status
@@ -96,6 +105,30 @@ class Reoptimiser:
                   f"{solution.expected_quality:.3f} >= floor {solution.quality_floor:.3f}")
         return Allocation(levels, solution.rows, baseline, reason), solution
 
+    def _allocate_jointly(self, built: Terms, reading: CIReading, stats: CIStats,
+                          rate_per_s: float) -> tuple[Allocation, JointSolution]:
+        assert self._planner is not None
+        levels = self._catalogues.current.ids
+        settings = self._settings
+        terms = self._planner.terms(built.terms, levels)
+        # Without verdicts (cold start) the level stays the baseline: no quality is traded.
+        xi = settings.optimiser_xi if built.terms is not None else 0.0
+        solution = solve_joint(terms, self._planner.capacities(), rate_per_s=rate_per_s, xi=xi,
+                               ci=reading.g_per_kwh, ci_min=stats.min_g_per_kwh,
+                               ci_max=stats.max_g_per_kwh)
+        baseline = tuple(1.0 if i == 0 else 0.0 for i in range(len(levels)))
+        rows = {name: row for name, row in solution.levels.items() if name != ANY_CLASS}
+        reason = (f"joint LP at {reading.g_per_kwh:.0f} g/kWh ({reading.source}), "
+                  f"{rate_per_s * 3600:.0f} requests/h: {solution.status}; expected "
+                  f"{solution.expected_carbon_g:.4f} g/request, quality "
+                  f"{solution.expected_quality:.3f} >= floor {solution.quality_floor:.3f}; "
+                  "utilisation " + ", ".join(f"{pool} {u:.0%}"
+                                             for pool, u in solution.utilisation.items()))
+        if built.terms is None:
+            reason += f" (cold start, baseline level only: {built.reason})"
+        return Allocation(levels, rows, baseline, reason, solution.pools,
+                          solution.placement), solution
+
     def _read(self, now: datetime,
               window: timedelta) -> tuple[list[CIReading], list[Usage], list[Verdict]]:
         horizon = now - timedelta(hours=8 * self._settings.optimiser_half_life_h)
@@ -112,11 +145,11 @@ class Reoptimiser:
 
     def _run_row(self, now: datetime, status: str, allocation: Allocation, built: Terms,
                  reading: CIReading, stats: CIStats,
-                 solution: Solution | None) -> dict[str, Any]:
+                 solution: Solution | JointSolution | None) -> dict[str, Any]:
         settings = self._settings
         inputs = {
             "verdicts": built.verdicts, "requests": built.requests,
-            "ci_stats": dataclasses.asdict(stats),
+            "ci_stats": dataclasses.asdict(stats), "placement": self._planner is not None,
             "terms": [dataclasses.asdict(t) for t in built.terms or []],
         }
         return {
@@ -146,6 +179,8 @@ class Reoptimiser:
         self._holder.publish(Allocation(
             tuple(document["levels"]), {k: tuple(v) for k, v in document["rows"].items()},
             tuple(document["default"]), f"from leader run {latest['run_id']}: {latest['reason']}",
+            tuple(document.get("pools", ())),
+            {k: tuple(tuple(w) for w in v) for k, v in document.get("placement", {}).items()},
         ))
         return "follower"
 
@@ -158,4 +193,6 @@ def allocation_document(allocation: Allocation) -> dict[str, Any]:
     """JSON form of an Allocation (persisted, and shown by the admin API)."""
     return {"levels": list(allocation.levels), "rows": {k: list(v) for k, v in
                                                         allocation.rows.items()},
-            "default": list(allocation.default), "reason": allocation.reason}
+            "default": list(allocation.default), "reason": allocation.reason,
+            "pools": list(allocation.pools),
+            "placement": {k: [list(w) for w in v] for k, v in allocation.placement.items()}}

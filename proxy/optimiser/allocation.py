@@ -20,6 +20,11 @@ class Allocation:
     rows: Mapping[str, tuple[float, ...]]
     default: tuple[float, ...]
     reason: str
+    # The joint LP's placement: per class, per level, a probability per pool (in `pools`
+    # order); class "*" serves classes it does not list. Empty when placement is the router's.
+    pools: tuple[str, ...] = ()
+    placement: Mapping[str, tuple[tuple[float, ...], ...]] = dataclasses.field(
+        default_factory=dict)
     _cumulative: dict[str, tuple[float, ...]] = dataclasses.field(init=False, repr=False)
     _default_cumulative: tuple[float, ...] = dataclasses.field(init=False, repr=False)
 
@@ -41,6 +46,18 @@ class Allocation:
         """The level for a request of `task_class`, given a uniform draw in [0, 1)."""
         cumulative = self._cumulative.get(task_class, self._default_cumulative)
         return self.levels[min(bisect.bisect_right(cumulative, uniform), len(self.levels) - 1)]
+
+    def pool_weights(self, task_class: str | None,
+                     level: str | None) -> tuple[tuple[str, ...], tuple[float, ...]] | None:
+        """The pools and their probabilities for a (class, level), if the LP placed it."""
+        rows = self.placement.get(task_class or "*") or self.placement.get("*")
+        if rows is None or level not in self.levels:
+            return None
+        weights = rows[self.levels.index(level)]
+        total = sum(weights)
+        if total <= 1e-9:  # the LP never serves this class at this level
+            return None
+        return self.pools, tuple(w / total for w in weights)
 
     def probabilities(self, task_class: str) -> tuple[float, ...]:
         """The row used for a class."""

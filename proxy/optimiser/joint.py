@@ -59,6 +59,8 @@ class JointSolution:
     expected_quality: float
     quality_floor: float
     baseline_quality: float
+    baseline_carbon_g: float  # every class at the baseline level on its cheapest pool
+    tolerance_used: float
     utilisation: dict[str, float]
     solve_ms: float
     status: str
@@ -82,7 +84,8 @@ def solve_joint(terms: Sequence[JointTerms], capacities: Sequence[PoolCapacity],
         raise ValueError("class shares sum to zero")
     share = np.array([t.share / total for t in terms])
     baseline_quality = float(share @ quality[:, 0])
-    floor = (1.0 - xi * tolerance_scale(ci, ci_min, ci_max)) * baseline_quality
+    tolerance = xi * tolerance_scale(ci, ci_min, ci_max)
+    floor = (1.0 - tolerance) * baseline_quality
 
     objective = (share[:, None, None] * carbon).ravel()
     quality_row = -(share[:, None, None] * np.repeat(quality[:, :, None], pools, 2)).ravel()
@@ -126,6 +129,8 @@ def solve_joint(terms: Sequence[JointTerms], capacities: Sequence[PoolCapacity],
         expected_quality=float((share[:, None] * quality * x.sum(axis=2)).sum()),
         quality_floor=floor,
         baseline_quality=baseline_quality,
+        baseline_carbon_g=float(share @ carbon[:, 0, :].min(axis=1)),
+        tolerance_used=tolerance,
         utilisation=utilisation,
         solve_ms=(time.perf_counter() - started) * 1000.0,
         status=status,

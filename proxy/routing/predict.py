@@ -137,7 +137,7 @@ class InputEstimator:
             ratio = prompt_chars / prompt_tokens
             self.chars_per_token += self.alpha * (ratio - self.chars_per_token)
 
-    def predict(self, prompt_chars: int) -> float:
+    def predict(self, prompt_chars: float) -> float:
         """Expected prompt tokens."""
         return prompt_chars / self.chars_per_token
 

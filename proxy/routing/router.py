@@ -9,6 +9,7 @@ The decision is recorded on the ledger row (`route_policy`, `predicted_output_to
 from __future__ import annotations
 
 import dataclasses
+import random
 import time
 from collections.abc import Callable
 from typing import Literal
@@ -27,7 +28,8 @@ from proxy.routing.cost import (
 )
 from proxy.routing.predict import InputEstimator, LatencyTracker, OutputPredictor
 
-Policy = Literal["cost", "threshold", "least_loaded"]
+Policy = Literal["cost", "threshold", "least_loaded", "joint"]
+Placement = Callable[[str | None, str | None], tuple[tuple[str, ...], tuple[float, ...]] | None]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,6 +64,8 @@ class Router:
                  predictor: OutputPredictor | None = None,
                  inputs: InputEstimator | None = None,
                  latency: LatencyTracker | None = None,
+                 placement: Placement | None = None,
+                 uniform: Callable[[], float] = random.random,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if config.policy == "threshold" and config.threshold_pool not in statics:
             raise ValueError(f"routing threshold pool {config.threshold_pool!r} is not a "
@@ -72,7 +76,15 @@ class Router:
         self.predictor = predictor or OutputPredictor()
         self.inputs = inputs or InputEstimator()
         self.latency = latency or LatencyTracker()
+        # `joint`: the optimiser's pool probabilities for (class, level), if it placed them.
+        self.placement = placement
+        self.uniform = uniform
         self.clock = clock
+        self._prompt_chars: dict[str | None, float] = {}
+
+    def class_prompt_chars(self, task_class: str | None) -> float:
+        """Mean prompt characters of a class's requests (all requests for None)."""
+        return self._prompt_chars.get(task_class, self._prompt_chars.get(None, 400.0))
 
     def facts(self, pool: Pool, now_s: float) -> PoolFacts:
         """The pool as routing sees it now."""
@@ -110,14 +122,39 @@ class Router:
             for name in by_name}
         ranked = self._rank([self.facts(route.pool, now_s) for route in routes],
                             forecasts, lam)
+        policy = f"{config.policy}:lambda={lam:g}:{config.objective}"
+        if config.policy == "threshold":
+            policy = (f"threshold:{config.threshold_pool}<=({config.threshold_input_tokens:g},"
+                      f"{config.threshold_output_tokens:g})")
+        elif config.policy == "joint":
+            ranked, policy = self._placed(ranked, row, policy)
         best = ranked[0]
-        row.route_policy = (f"{config.policy}:lambda={lam:g}:{config.objective}"
-                            if config.policy == "cost" else
-                            f"threshold:{config.threshold_pool}<=({config.threshold_input_tokens:g},"
-                            f"{config.threshold_output_tokens:g})")
+        row.route_policy = policy
         row.predicted_output_tokens = round(forecasts[best.pool].output_tokens, 1)
         row.predicted_energy_j = round(best.energy_j, 3)
         return [by_name[scored.pool] for scored in ranked]
+
+    def _placed(self, ranked: list[Scored], row: LedgerRow,
+                fallback: str) -> tuple[list[Scored], str]:
+        """Joint policy: the first pool drawn from the LP's placement, the rest in cost order.
+
+        Only when the LP placed this class and level and the drawn pool is in the first tier.
+        """
+        found = self.placement(row.task_class, row.directive_level) if self.placement else None
+        if found is None:
+            return ranked, f"joint:unplanned:{fallback}"
+        names, weights = found
+        draw, total = self.uniform(), 0.0
+        chosen = names[-1]
+        for name, weight in zip(names, weights, strict=True):
+            total += weight
+            if draw < total:
+                chosen = name
+                break
+        first = [s for s in ranked if s.pool == chosen and s.tier == 0]
+        if not first:
+            return ranked, f"joint:{chosen}-unavailable:{fallback}"
+        return first + [s for s in ranked if s is not first[0]], "joint:lp"
 
     def _rank(self, facts: list[PoolFacts], forecasts: dict[str, Forecast],
               lam: float) -> list[Scored]:
@@ -147,6 +184,10 @@ class Router:
             return
         if row.prompt_tokens and not row.usage_estimated:
             self.inputs.observe(prompt_chars, row.prompt_tokens)
+        for key in (row.task_class, None):
+            known = self._prompt_chars.get(key)
+            self._prompt_chars[key] = (float(prompt_chars) if known is None
+                                       else known + 0.05 * (prompt_chars - known))
         if row.completion_tokens is not None and not row.usage_estimated:
             self.predictor.observe(row.task_class, row.directive_level, row.pool,
                                    row.completion_tokens)

@@ -181,3 +181,29 @@ def _wait(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.02)
+
+
+def test_joint_lp_places_traffic_and_the_router_follows(start_proxy, upstream, pg_url) -> None:
+    m1, a100 = upstream(tokens=4), upstream(tokens=4)
+    proxy = start_proxy(
+        [pool(m1, "m1", "m1-pro", accounting={"meter": "estimate", "hardware": "m1-pro",
+                                              "embodied_device": "apple-silicon-mini"}),
+         pool(a100, "a100", "a100", accounting={"meter": "estimate", "hardware": "a100",
+                                                "embodied_device": "a100-instance-share"})],
+        pg_url, routing_policy="joint")
+    # The start-up solve planned with the prior answer length (272 tokens): the A100.
+    before = [chat(proxy, SHORT) for _ in range(3)]
+    assert before == ["a100"] * 3
+    solved = httpx.post(proxy.root + "/admin/optimiser/solve", headers=ADMIN).json()
+    allocation = solved["allocation"]
+    assert allocation["pools"] == ["m1", "a100"]
+    # Re-solved with the learnt length (4 tokens); cold start (no verdicts), so the baseline
+    # level only; such short answers cost less energy and carbon on the M1.
+    assert allocation["placement"]["*"][0] == [1.0, 0.0]
+    assert "joint LP" in allocation["reason"] and "utilisation" in allocation["reason"]
+    after = [chat(proxy, SHORT) for _ in range(3)]
+    assert after == ["m1"] * 3
+    rows = wait_rows(pg_url, 6)
+    assert_one_row_each(rows, 6)
+    assert [r["route_policy"] for r in rows] == ["joint:lp"] * 6
+    assert m1.stats()["completed"] + a100.stats()["completed"] == 6

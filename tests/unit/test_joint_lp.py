@@ -55,3 +55,14 @@ def test_one_pool_reduces_to_the_sprout_per_class_lp() -> None:
     assert joint.levels["long"] == pytest.approx(sprout.rows["long"])
     with pytest.raises(ValueError):
         solve_joint([SHORT], [PoolCapacity("only", 1.0)], rate_per_s=1.0, **CLEAN)
+
+
+def test_allocation_pool_weights_for_the_router() -> None:
+    from proxy.optimiser.allocation import Allocation
+
+    allocation = Allocation(("L0", "L2"), {}, (1.0, 0.0), "test", ("m1", "a100"),
+                            {"*": ((0.25, 0.25), (0.0, 0.0)), "code": ((0.0, 1.0), (0.0, 0.0))})
+    assert allocation.pool_weights("chat", "L0") == (("m1", "a100"), (0.5, 0.5))
+    assert allocation.pool_weights("code", "L0") == (("m1", "a100"), (0.0, 1.0))
+    assert allocation.pool_weights("chat", "L2") is None  # never served there: no plan
+    assert allocation.pool_weights("chat", "off") is None
