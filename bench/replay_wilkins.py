@@ -40,6 +40,7 @@ from proxy.classify.classifier import classify  # noqa: E402
 from proxy.energy.estimate import PROFILES  # noqa: E402
 from proxy.optimiser.joint import JointTerms, PoolCapacity, solve_joint  # noqa: E402
 from proxy.optimiser.lp import ClassTerms, solve  # noqa: E402
+from proxy.optimiser.quality import VerdictCounts  # noqa: E402
 from proxy.routing.cost import Forecast, PoolFacts, rank_by_cost, rank_by_threshold  # noqa: E402
 from proxy.routing.predict import OutputPredictor  # noqa: E402
 
@@ -175,9 +176,15 @@ def class_means(history: list[Prompt]) -> dict[str, dict[str, np.ndarray]]:
                     e, r = cost(pool, prompt, level)
                     energy[level, p] += e / len(members)
                     busy[level, p] += r / len(members)
-        quality = np.bincount([m.best_level for m in members], minlength=len(LEVELS))
         means[name] = {"share": np.array(len(members) / len(history)),
-                       "quality": quality / len(members), "energy": energy, "busy": busy}
+                       "energy": energy, "busy": busy}
+    # Quality as the live optimiser scores it: verdict shares shrunk towards the all-class mix
+    # (20 pseudo-verdicts) and lower-bounded (z = 0.2), proxy/optimiser/quality.py.
+    counts = VerdictCounts(tuple(grouped), len(LEVELS))
+    for prompt in history:
+        counts.add(prompt.task_class, prompt.best_level)
+    for name, quality in counts.scores(prior_strength=20.0, lower_bound_z=0.2).items():
+        means[name]["quality"] = np.array(quality)
     return means
 
 
@@ -246,23 +253,26 @@ def cap_sweep(replay: list[Prompt], caps: list[int]) -> str:
     return ", ".join(parts)
 
 
-def plot(outcomes: list[Outcome], path: Path) -> None:
+def plot(sections: list[tuple[str, list[Outcome]]], path: Path) -> None:
+    """One horizontal bar panel per section: energy per request vs that section's first row."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    base = outcomes[0].energy_j
-    figure, axis = plt.subplots(figsize=(9, 5.5))
-    for o in outcomes:
-        marker = "s" if "LP" in o.name else "o"
-        axis.scatter(o.runtime_s, 100 * (o.energy_j / base - 1), marker=marker)
-        axis.annotate(o.name, (o.runtime_s, 100 * (o.energy_j / base - 1)), fontsize=7,
-                      xytext=(4, 2), textcoords="offset points")
-    axis.set_xlabel("mean runtime per request (s)")
-    axis.set_ylabel("energy vs all-on-A100 (%)")
-    axis.set_title("Alpaca on M1 Pro + A100 (Wilkins curves): placement and directives")
-    axis.grid(alpha=0.3)
+    figure, axes = plt.subplots(len(sections), 1, figsize=(9, 2.2 + 3.2 * len(sections)))
+    for axis, (title, outcomes) in zip(np.atleast_1d(axes), sections, strict=True):
+        base = outcomes[0].energy_j
+        shown = [o for o in outcomes[1:] if "random" not in o.name]
+        values = [100 * (o.energy_j / base - 1) for o in shown]
+        axis.barh([f"{o.name} ({o.runtime_s:.1f} s/req)" for o in shown], values,
+                  color=["tab:green" if v < 0 else "tab:red" for v in values])
+        axis.axvline(0, color="black", linewidth=0.8)
+        axis.invert_yaxis()
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel(f"energy per request vs {outcomes[0].name} (%)", fontsize=8)
+        axis.tick_params(labelsize=7)
+        axis.grid(axis="x", alpha=0.3)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
@@ -285,23 +295,29 @@ def main() -> None:
     short = np.mean([p.output_tokens[0] <= 32 and p.input_tokens <= 32 for p in replay])
     print(f"{len(replay)} Alpaca requests replayed ({len(history)} more as history); "
           f"{short:.1%} are <= 32 in and out tokens at L0\n")
-    placed = []
+    sections = []
     for level, name in enumerate(LEVELS):
         print(f"Placement only, every answer at {name} length (energy vs all on A100):")
         outcomes = placement_only(history, replay, args.lambdas, level)
         table(outcomes, args.rate, slots)
         print()
-        if level == 0:
-            placed = outcomes
+        sections.append((f"Placement only, answers at {name} length", outcomes))
     print("Threshold rule (true lengths) with answers capped at max_tokens: "
           + cap_sweep(replay, [32, 64, 128, 256]) + "\n")
-    print(f"Directives and placement (xi={args.xi:g} at the dirtiest hour, {args.rate:g} req/s, "
-          f"slots {slots}):")
-    directed, note = with_directives(history, replay, xi=args.xi, rate=args.rate, slots=slots)
-    table(directed, args.rate, slots)
-    print(f"\n{note}")
+    directed: list[Outcome] = []
+    for scale in (1, 2):  # the A100 pool as given (capacity may bind), then twice as large
+        sized = {**slots, "a100": slots["a100"] * scale}
+        print(f"Directives and placement (xi={args.xi:g} at the dirtiest hour, "
+              f"{args.rate:g} req/s, slots {sized}):")
+        outcomes, note = with_directives(history, replay, xi=args.xi, rate=args.rate,
+                                         slots=sized)
+        table(outcomes, args.rate, sized)
+        print(f"{note}\n")
+        if not directed:
+            directed = outcomes
+            sections.append((f"Directives + placement, {sized['a100']:g} A100 slots", outcomes))
     path = args.out / "replay_wilkins.png"
-    plot(placed + directed[1:], path)
+    plot(sections, path)
     print(f"plot: {path}")
 
 
