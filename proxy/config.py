@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     routing_latency_stale_s: float = Field(default=60.0, gt=0)
     routing_output_ewma_alpha: float = Field(default=0.1, gt=0, le=1)
 
+    # Health probes of every backend (GET /models), feeding the circuit breakers.
+    pool_health_interval_s: float = Field(default=10.0, gt=0)
+    pool_health_timeout_s: float = Field(default=2.0, gt=0)
+
     # Request limits
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 

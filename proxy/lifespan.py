@@ -40,6 +40,7 @@ from proxy.jobs.reoptimise import Reoptimiser
 from proxy.jobs.scheduler import Job, start_scheduler
 from proxy.optimiser.allocation import Allocation, AllocationHolder
 from proxy.pools.discovery import configured_pools, discover_models
+from proxy.pools.health import HealthChecker
 from proxy.pools.profile import pool_embodied_g_per_s, pool_profile
 from proxy.pools.registry import Pool, PoolRegistry
 from proxy.routing.cost import SLO
@@ -191,7 +192,9 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     )
     jobs: list[tuple[str, Job, float]] = [
         ("reoptimise", reoptimiser.run_once, settings.optimiser_interval_s),
-        ("carbon-refresh", carbon.refresh, settings.carbon_refresh_s)]
+        ("carbon-refresh", carbon.refresh, settings.carbon_refresh_s),
+        ("pool-health", HealthChecker(registry, settings.pool_health_timeout_s).check_once,
+         settings.pool_health_interval_s)]
     if settings.evaluator_judge_model:
         from proxy.jobs.evaluation import EvaluationJob  # the evaluator package, when enabled
 

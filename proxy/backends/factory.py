@@ -9,7 +9,7 @@ from proxy.pools.config import PoolConfig
 
 def build_backends(config: PoolConfig) -> list[Backend]:
     """One backend per base URL; an `openai` pool shares one connection pool among them."""
-    if config.kind == "openai":
+    if config.kind in ("openai", "worker"):
         transport = make_transport(
             config.base_urls,
             max_connections=config.max_concurrency,

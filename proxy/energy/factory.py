@@ -23,7 +23,7 @@ def build_meter(pool: PoolConfig) -> EnergyMeter:
             return NullMeter("accounting.meter = remote needs meter_url")
         return RemoteMeter(accounting.meter_url)
     if accounting.meter == "auto":
-        if pool.kind == "openai" and pool.base_urls:
+        if pool.kind in ("openai", "worker") and pool.base_urls:
             parts = urlsplit(pool.base_urls[0])
             return RemoteMeter(f"{parts.scheme}://{parts.netloc}/metrics/energy")
         return NullMeter("no meter for a litellm pool (estimates)")

@@ -3,6 +3,11 @@
 Closed: requests flow. After `failure_threshold` consecutive failures it opens for `cooldown_s`:
 no requests. Then one trial request is let through (half-open): success closes it, failure
 opens it again for another cooldown. Pure apart from the injected clock.
+
+Health probes (proxy/pools/health.py) report too: a failed probe counts like a failed request,
+so a dead backend is opened before any client meets it, and a passing probe closes a breaker
+that only probes opened (one opened by failing requests waits for its trial request: a server
+can list its models and still fail to generate).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ class CircuitBreaker:
         self.failures = 0
         self._opened_at: float | None = None
         self._trial_out = False
+        self._probe_only = True  # every counted failure so far came from health probes
 
     @property
     def state(self) -> State:
@@ -50,9 +56,19 @@ class CircuitBreaker:
         self.failures = 0
         self._opened_at = None
         self._trial_out = False
+        self._probe_only = True
 
-    def record_failure(self) -> None:
+    def record_probe(self, ok: bool) -> None:
+        """A health probe's result (off the request path)."""
+        if not ok:
+            self.record_failure(probe=True)
+        elif self.failures and self._probe_only:
+            self.record_success()
+
+    def record_failure(self, *, probe: bool = False) -> None:
         """The backend failed before the first byte: count, maybe open (again)."""
+        if not probe:
+            self._probe_only = False
         self.failures += 1
         if self._opened_at is not None or self.failures >= self.failure_threshold:
             self._opened_at = self._clock()

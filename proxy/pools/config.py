@@ -9,7 +9,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 Endpoint = Literal["chat", "completions", "embeddings"]
-PoolKind = Literal["openai", "litellm"]
+# openai: any OpenAI-compatible server; worker: a sprout worker (the same wire protocol, and
+# its /metrics/energy is read for measured joules); litellm: any provider litellm supports.
+PoolKind = Literal["openai", "worker", "litellm"]
 
 
 def _default_endpoints() -> list[Endpoint]:
@@ -76,6 +78,9 @@ class PoolConfig(BaseModel):
     endpoints: list[Endpoint] = Field(default_factory=_default_endpoints)
     max_concurrency: int = Field(default=64, ge=1)
     max_queue: int = Field(default=256, ge=0)
+    # At most this many requests on one backend at once (None: only the pool's limit). The
+    # pool then admits at most min(max_concurrency, this x backends), the rest queue.
+    max_concurrency_per_backend: int | None = Field(default=None, ge=1)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=120.0, gt=0)
     accounting: PoolAccounting = Field(default_factory=PoolAccounting)
@@ -102,8 +107,9 @@ class PoolConfig(BaseModel):
 
     @model_validator(mode="after")
     def _needs_backend(self) -> PoolConfig:
-        if self.kind == "openai" and not self.base_urls:
-            raise ValueError(f"pool {self.name!r}: an openai pool needs at least one base_url")
+        if self.kind != "litellm" and not self.base_urls:
+            raise ValueError(f"pool {self.name!r}: an {self.kind} pool needs at least one "
+                             "base_url")
         return self
 
 

@@ -50,7 +50,7 @@ async def discover_models(pool: PoolConfig, timeout_s: float = 3.0) -> PoolConfi
 
     If the upstream cannot be reached the pool stays a wildcard (any model name passes through).
     """
-    if pool.kind != "openai" or pool.models:
+    if pool.kind == "litellm" or pool.models:
         return pool
     headers = {}
     if pool.api_key is not None:

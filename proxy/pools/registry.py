@@ -26,7 +26,12 @@ class Pool:
         self.backends = backends
         self.breakers = [CircuitBreaker(config.breaker_failures, config.breaker_cooldown_s)
                          for _ in backends]
-        self.admission = Admission(config.max_concurrency, config.max_queue)
+        self.per_backend_limit = config.max_concurrency_per_backend
+        limit = config.max_concurrency
+        if self.per_backend_limit is not None:
+            limit = min(limit, self.per_backend_limit * len(backends))
+        self.admission = Admission(limit, config.max_queue)
+        self.backend_in_flight = [0] * len(backends)
         self.accountant: EnergyAccountant | None = None  # set by the lifespan
         self._next = itertools.count()
         # No model names configured (and none discovered): pass any model name through.
@@ -35,17 +40,31 @@ class Pool:
     def attempt_order(self, attempts: int) -> list[tuple[Backend, CircuitBreaker]]:
         """Backends for successive attempts, skipping those whose circuit breaker is open.
 
-        Round-robin start, then the others in turn; possibly none (the pool is unusable).
+        Round-robin start, then the others in turn; with a per-backend limit, the least busy
+        first and none at its limit. Possibly empty (the pool is unusable).
         """
         start = next(self._next)
         count = len(self.backends)
+        indices = [(start + i) % count for i in range(count)]
+        if self.per_backend_limit is not None:
+            limit = self.per_backend_limit
+            indices = sorted((i for i in indices if self.backend_in_flight[i] < limit),
+                             key=lambda i: self.backend_in_flight[i])
         order = []
-        for i in range(attempts):
-            index = (start + i) % count
+        for i in range(attempts if indices else 0):
+            index = indices[i % len(indices)]
             breaker = self.breakers[index]
             if breaker.allow():
                 order.append((self.backends[index], breaker))
         return order
+
+    def claim(self, backend: Backend) -> None:
+        """A request is being sent to `backend` (counts towards its limit)."""
+        self.backend_in_flight[self.backends.index(backend)] += 1
+
+    def unclaim(self, backend: Backend) -> None:
+        """That request is over (or never got its first byte)."""
+        self.backend_in_flight[self.backends.index(backend)] -= 1
 
     @property
     def usable(self) -> bool:

@@ -8,6 +8,7 @@ import time
 from starlette.types import Receive
 
 from proxy.accounting.record import LedgerRow
+from proxy.backends.base import Backend
 from proxy.energy.accountant import EnergyAccountant
 from proxy.errors import LedgerStatus, ProxyError
 from proxy.protocol.errors import ErrorEnvelope
@@ -28,6 +29,7 @@ class Exchange:
     prompt_chars: int = 0
     accountant: EnergyAccountant | None = None  # the pool's, once the request is admitted
     failure: ProxyError | None = None  # why the last pool tried could not answer
+    backend: Backend | None = None  # the backend holding this request (per-backend limits)
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the request reached the proxy."""

@@ -146,7 +146,9 @@ class Serving:
     async def _attempt(self, exchange: Exchange, route: Route, request: InferenceRequest,
                        receive: Receive, *, last: bool) -> Response | None:
         """One pool's answer; None hands over to the next pool (a failure before any byte)."""
-        release = route.pool.admission.release
+        def release() -> None:
+            self._release(route.pool, exchange)
+
         if request.is_stream and not isinstance(request, EmbeddingRequest):
             try:
                 # On success the stream owns the admission slot and releases it when done.
@@ -225,7 +227,7 @@ class Serving:
         upstream = UpstreamRequest(exchange.row.endpoint, payload, stream=True)  # type: ignore[arg-type]
         response, first = await self._with_retries(exchange, route.pool, upstream, _first_chunk)
         if response.status_code != 200:
-            route.pool.admission.release()
+            self._release(route.pool, exchange)
             return self._unary_answer(exchange, response, first[1])
         iterator, chunk = first
         return TappedStream(
@@ -239,8 +241,16 @@ class Serving:
         )
 
     def _stream_done(self, pool: Pool, exchange: Exchange, row: LedgerRow) -> None:
-        pool.admission.release()
+        self._release(pool, exchange)
         self._record(exchange, row)
+
+    @staticmethod
+    def _release(pool: Pool, exchange: Exchange) -> None:
+        """Give back the admission slot and the backend's (exactly once per admission)."""
+        if exchange.backend is not None:
+            pool.unclaim(exchange.backend)
+            exchange.backend = None
+        pool.admission.release()
 
     def _key_lambda(self, row: LedgerRow) -> float | None:
         policy = self.director.key_policy(row.api_key_id)
@@ -274,6 +284,8 @@ class Serving:
                 await asyncio.sleep(pause_s)
             row.backend_url = backend.url
             sent_at = time.perf_counter()
+            pool.claim(backend)
+            exchange.backend = backend
             try:
                 response = await backend.send(upstream)
                 row.decoding = response.decoding
@@ -293,6 +305,12 @@ class Serving:
             except BackendUnavailable as exc:
                 breaker.record_failure()
                 last = exc
+                pool.unclaim(backend)
+                exchange.backend = None
+            except BaseException:
+                pool.unclaim(backend)
+                exchange.backend = None
+                raise
             finally:
                 exchange.upstream_s += time.perf_counter() - sent_at
         attempts = self.retry.max_attempts

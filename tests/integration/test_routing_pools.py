@@ -207,3 +207,45 @@ def test_joint_lp_places_traffic_and_the_router_follows(start_proxy, upstream, p
     assert_one_row_each(rows, 6)
     assert [r["route_policy"] for r in rows] == ["joint:lp"] * 6
     assert m1.stats()["completed"] + a100.stats()["completed"] == 6
+
+
+def test_health_probes_open_a_dead_backend_before_any_request(start_proxy, upstream,
+                                                              pg_url) -> None:
+    live = upstream()
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    proxy = start_proxy(
+        [PoolConfig.model_validate({"name": "p", "base_urls": [live.url, dead],
+                                    "models": ["fake-model"], "breaker_failures": 2,
+                                    "breaker_cooldown_s": 60,
+                                    "accounting": {"meter": "estimate"}})],
+        pg_url, pool_health_interval_s=0.2)
+
+    def states() -> dict[str, str]:
+        pools = httpx.get(proxy.root + "/admin/pools", headers=ADMIN).json()
+        return {b["backend"]: b["state"] for b in pools[0]["circuit_breakers"]}
+
+    _wait(lambda: states()[dead] == "open")
+    assert states()[live.url] == "closed"
+    assert [chat(proxy, SHORT) for _ in range(4)] == ["p"] * 4
+    rows = wait_rows(pg_url, 4)
+    assert [r["retries"] for r in rows] == [0, 0, 0, 0]  # no client met the dead backend
+    assert {r["backend_url"] for r in rows} == {live.url}
+
+
+def test_per_backend_limit_spreads_load_then_429(start_proxy, upstream, pg_url) -> None:
+    first, second = upstream(delay_s=1.5), upstream(delay_s=1.5)
+    proxy = start_proxy(
+        [PoolConfig.model_validate({"name": "p", "base_urls": [first.url, second.url],
+                                    "models": ["fake-model"], "max_concurrency": 64,
+                                    "max_concurrency_per_backend": 1, "max_queue": 0,
+                                    "accounting": {"meter": "estimate"}})], pg_url)
+    with concurrent.futures.ThreadPoolExecutor(2) as workers:
+        busy = [workers.submit(chat, proxy, SHORT) for _ in range(2)]
+        _wait(lambda: first.stats()["active"] == 1 and second.stats()["active"] == 1)
+        with pytest.raises(openai.RateLimitError):  # both backends at their limit of one
+            proxy.client().chat.completions.create(model="fake-model", messages=SHORT)
+        assert [f.result() for f in busy] == ["p", "p"]
+    rows = wait_rows(pg_url, 3)
+    assert_one_row_each(rows, 3)
+    assert sorted(r["status"] for r in rows) == ["ok", "ok", "rejected"]
+    assert chat(proxy, SHORT) == "p"  # slots given back

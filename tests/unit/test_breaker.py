@@ -32,3 +32,21 @@ def test_opens_after_consecutive_failures_and_probes_after_cooldown() -> None:
     assert breaker.allow()
     breaker.record_success()
     assert breaker.state == "closed" and breaker.failures == 0
+
+
+def test_health_probes_open_and_close_only_what_they_opened() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(failure_threshold=2, cooldown_s=10, clock=clock)
+    breaker.record_probe(False)
+    breaker.record_probe(False)
+    assert breaker.state == "open"  # a dead backend, found off the request path
+    breaker.record_probe(True)
+    assert breaker.state == "closed"  # it answers again
+    breaker.record_failure()
+    breaker.record_failure()  # requests failed: it lists models but cannot generate
+    breaker.record_probe(True)
+    assert breaker.state == "open"  # only a trial request may close it
+    clock.now = 10.0
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state == "closed"
