@@ -7,6 +7,8 @@
   Goal <= 10 ms.
 - Decision: what the request path adds per chat request: policy, task class, one draw from the
   published Allocation, directive injection. Goal <= 20 us.
+- Joint LP: the same 8 x 3 x 6 as x[class, level, pool] with 6 pool capacity rows.
+- Routing: Router.order over 6 pools (cost policy; forecasts with 8 output quantiles each).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import random
 import statistics
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +27,7 @@ from proxy.accounting.record import LedgerRow  # noqa: E402
 from proxy.auth.keys import KeyRing  # noqa: E402
 from proxy.classify.classifier import CLASSES, classify  # noqa: E402
 from proxy.directives.catalogue import DEFAULT_LEVELS, Catalogue  # noqa: E402
+from proxy.directives.store import CatalogueStore  # noqa: E402
 from proxy.optimiser.allocation import Allocation, AllocationHolder  # noqa: E402
 from proxy.optimiser.lp import ClassTerms, solve  # noqa: E402
 from proxy.protocol.chat import ChatCompletionRequest  # noqa: E402
@@ -62,7 +66,7 @@ def decision_times(repeats: int) -> dict[str, float]:
     catalogue = Catalogue(DEFAULT_LEVELS)
     rows = {name: (0.2, 0.5, 0.3) for name in CLASSES}
     holder = AllocationHolder(Allocation(catalogue.ids, rows, (1.0, 0.0, 0.0), "bench"))
-    director = Director(catalogue, holder, KeyRing(None), "auto", random.Random(0))
+    director = Director(CatalogueStore(catalogue), holder, KeyRing(None), "auto", random.Random(0))
     requests = [ChatCompletionRequest.model_validate(
         {"model": "m", "messages": [{"role": "system", "content": "Be kind."},
                                     {"role": "user", "content": p}]}) for p in PROMPTS]
@@ -84,6 +88,46 @@ def decision_times(repeats: int) -> dict[str, float]:
     return results
 
 
+def joint_times(runs: int, rng: random.Random) -> list[float]:
+    from proxy.optimiser.joint import JointTerms, PoolCapacity, solve_joint
+
+    times = []
+    for _ in range(runs):
+        terms = [JointTerms(f"c{c}", rng.random() + 0.1, (0.5, 0.3, 0.2),
+                            tuple(tuple(rng.random() for _ in range(6)) for _ in range(3)),
+                            tuple(tuple(rng.random() * 10 for _ in range(6)) for _ in range(3)))
+                 for c in range(8)]
+        pools = [PoolCapacity(f"p{p}", 4.0) for p in range(6)]
+        solution = solve_joint(terms, pools, rate_per_s=0.5, xi=0.1, ci=300, ci_min=100,
+                               ci_max=400)
+        times.append(solution.solve_ms)
+    return times
+
+
+def routing_micros(requests: int) -> float:
+    from proxy.backends.factory import build_backends
+    from proxy.energy.estimate import PROFILES
+    from proxy.pools.config import PoolConfig
+    from proxy.pools.registry import Pool, Route
+    from proxy.routing.router import PoolStatic, Router, RoutingConfig
+
+    names = ["a100", "v100", "m1-pro", "h100", "t4", "cpu"]
+    routes = []
+    for name in names:
+        config = PoolConfig(name=name, base_urls=["http://127.0.0.1:1/v1"])
+        # Never called: routing only reads the pools' state.
+        routes.append(Route(Pool(config, build_backends(config)), "m"))
+    router = Router(RoutingConfig(), {n: PoolStatic(PROFILES[n]) for n in names},
+                    lambda region: 300.0)
+    for tokens in range(1, 200, 7):
+        router.predictor.observe("qa", "L0", "a100", tokens)
+    row = LedgerRow("r", datetime.now(UTC), "chat", task_class="qa", directive_level="L0")
+    started = time.perf_counter()
+    for _ in range(requests):
+        router.order(routes, row, prompt_chars=200, max_tokens=None)
+    return (time.perf_counter() - started) / requests * 1e6
+
+
 def main() -> int:
     times = lp_times(300, random.Random(0))
     print(f"LP 8 classes x 3 levels x 6 pools (144 variables): median "
@@ -92,6 +136,10 @@ def main() -> int:
     for name, micros in decision_times(2000).items():
         print(f"{name:46s} {micros:6.2f} us per request")
     print("(goal for the whole decision: <= 20 us)")
+    joint = joint_times(100, random.Random(1))
+    print(f"joint LP x[class, level, pool] 8 x 3 x 6 + 6 capacity rows: median "
+          f"{statistics.median(joint):.2f} ms")
+    print(f"Router.order over 6 pools (cost, 8 quantiles): {routing_micros(2000):.1f} us")
     return 0
 
 

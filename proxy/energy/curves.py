@@ -38,12 +38,12 @@ class CallCost:
         return max(0.0, self.runtime_s - self.ttft_s)
 
 
-def _interpolate(points: tuple[Point, ...], tokens: float, column: int, *,
-                 through_zero: bool) -> float:
+def _interpolate(points: tuple[Point, ...], keys: tuple[int, ...], tokens: float, column: int,
+                 *, through_zero: bool) -> float:
     first, last = points[0], points[-1]
     if tokens <= first[0]:
         return first[column] * tokens / first[0] if through_zero else float(first[column])
-    index = bisect.bisect_left([p[0] for p in points], tokens)
+    index = bisect.bisect_left(keys, tokens)
     if index >= len(points):  # beyond the sweep: extend the last segment
         left, right = points[-2], last
     else:
@@ -59,12 +59,21 @@ class TokenCurve:
     input_sweep: tuple[Point, ...]
     output_sweep: tuple[Point, ...]
     source: str
+    _input_keys: tuple[int, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    _output_keys: tuple[int, ...] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_input_keys", tuple(p[0] for p in self.input_sweep))
+        object.__setattr__(self, "_output_keys", tuple(p[0] for p in self.output_sweep))
 
     def _column(self, input_tokens: float, output_tokens: float, column: int) -> float:
-        decode = _interpolate(self.output_sweep, output_tokens, column, through_zero=True)
-        extra_input = (_interpolate(self.input_sweep, input_tokens, column, through_zero=False)
-                       - _interpolate(self.input_sweep, REFERENCE_TOKENS, column,
-                                      through_zero=False))
+        decode = _interpolate(self.output_sweep, self._output_keys, output_tokens, column,
+                              through_zero=True)
+        extra_input = (
+            _interpolate(self.input_sweep, self._input_keys, input_tokens, column,
+                         through_zero=False)
+            - _interpolate(self.input_sweep, self._input_keys, REFERENCE_TOKENS, column,
+                           through_zero=False))
         value = decode + extra_input * max(output_tokens, 1.0) / REFERENCE_TOKENS
         return max(value, 0.1 * decode, 1e-6)  # short prompts never make a call free
 

@@ -39,7 +39,7 @@ from proxy.energy.curves import WILKINS_CURVES, CallCost, TokenCurve
 SIZE_EXPONENT = 0.894
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)  # identity hash: cheap cache keys
 class HardwareProfile:
     """Estimated power and per-token energy of one device class."""
 

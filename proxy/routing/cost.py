@@ -21,6 +21,7 @@ otherwise, and for longer requests, the other pools by cost.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -95,11 +96,19 @@ class Scored:
 
 
 def _expected(facts: PoolFacts, forecast: Forecast) -> CallCost:
-    profile, params_b = facts.profile, facts.params_b
     if not forecast.output_samples:
-        return profile.predict(forecast.input_tokens, forecast.output_tokens, params_b)
-    costs = [profile.predict(forecast.input_tokens, out, params_b)
-             for out in forecast.output_samples]
+        return facts.profile.predict(forecast.input_tokens, forecast.output_tokens,
+                                     facts.params_b)
+    # Cached: forecasts repeat (quantiles move slowly, prompt lengths recur), and this is on
+    # the request path for every pool.
+    return _expected_cached(facts.profile, facts.params_b, round(forecast.input_tokens),
+                            forecast.output_samples)
+
+
+@functools.lru_cache(maxsize=8192)
+def _expected_cached(profile: HardwareProfile, params_b: float | None, input_tokens: int,
+                     outputs: tuple[float, ...]) -> CallCost:
+    costs = [profile.predict(input_tokens, out, params_b) for out in outputs]
     count = len(costs)
     return CallCost(sum(c.energy_j for c in costs) / count,
                     sum(c.runtime_s for c in costs) / count,
@@ -153,9 +162,10 @@ def rank_by_cost(pools: Sequence[PoolFacts], forecast: Forecasts, *, lam: float,
     top_e = max(_footprint(s, objective) for s in scored) or 1.0
     top_r = max(s.runtime_s for s in scored) or 1.0
     loads = {facts.name: facts.load for facts in pools}
-    ranked = [dataclasses.replace(
-        s, cost=lam * _footprint(s, objective) / top_e + (1.0 - lam) * s.runtime_s / top_r)
-        for s in scored]
+    ranked = [Scored(s.pool, s.energy_j, s.carbon_g, s.runtime_s, s.ttft_s, s.per_token_s,
+                     s.meets_slo, s.tier,
+                     lam * _footprint(s, objective) / top_e + (1.0 - lam) * s.runtime_s / top_r)
+              for s in scored]
     ranked.sort(key=lambda s: (s.tier, s.cost, loads[s.pool]))
     return ranked
 

@@ -120,7 +120,9 @@ class OutputPredictor:
         mean = self._find(task_class, level, pool)
         if mean is None:
             return ()
-        cap = float(max_tokens) if max_tokens is not None else float("inf")
+        if max_tokens is None:
+            return mean.spread()
+        cap = float(max_tokens)
         return tuple(min(tokens, cap) for tokens in mean.spread())
 
 
