@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -12,6 +13,9 @@ Job = Callable[[], Awaitable[object]]
 
 def start_scheduler(jobs: list[tuple[str, Job, float]]) -> AsyncIOScheduler:
     """Run each (name, job, interval_s) now and then every interval; overlaps are skipped."""
+    # APScheduler logs every run at INFO; the health probe runs every few seconds. Job failures
+    # are still logged (WARNING and above), and each job logs its own outcome.
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
     scheduler = AsyncIOScheduler(timezone=UTC)
     for name, job, interval_s in jobs:
         scheduler.add_job(
