@@ -20,11 +20,11 @@ from proxy.classify.classifier import CLASSES
 from proxy.config import Settings
 from proxy.directives.store import CatalogueStore
 from proxy.jobs.leader import LeaderLock
-from proxy.optimiser.allocation import Allocation, AllocationHolder
+from proxy.optimiser.allocation import ALL_CLASSES, Allocation, AllocationHolder
 from proxy.optimiser.inputs import Terms, Usage, Verdict, build_terms
 from proxy.optimiser.joint import JointSolution, solve_joint
 from proxy.optimiser.lp import Solution, solve
-from proxy.routing.planner import ANY_CLASS, JointPlanner
+from proxy.routing.planner import JointPlanner
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class Reoptimiser:
                                ci=reading.g_per_kwh, ci_min=stats.min_g_per_kwh,
                                ci_max=stats.max_g_per_kwh)
         baseline = tuple(1.0 if i == 0 else 0.0 for i in range(len(levels)))
-        rows = {name: row for name, row in solution.levels.items() if name != ANY_CLASS}
+        rows = {name: row for name, row in solution.levels.items() if name != ALL_CLASSES}
         reason = (f"joint LP at {reading.g_per_kwh:.0f} g/kWh ({reading.source}), "
                   f"{rate_per_s * 3600:.0f} requests/h: {solution.status}; expected "
                   f"{solution.expected_carbon_g:.4f} g/request, quality "

@@ -11,6 +11,8 @@ import dataclasses
 import itertools
 from collections.abc import Mapping
 
+ALL_CLASSES = "*"  # a placement row for every class the table does not list
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Allocation:
@@ -50,7 +52,7 @@ class Allocation:
     def pool_weights(self, task_class: str | None,
                      level: str | None) -> tuple[tuple[str, ...], tuple[float, ...]] | None:
         """The pools and their probabilities for a (class, level), if the LP placed it."""
-        rows = self.placement.get(task_class or "*") or self.placement.get("*")
+        rows = self.placement.get(task_class or ALL_CLASSES) or self.placement.get(ALL_CLASSES)
         if rows is None or level not in self.levels:
             return None
         weights = rows[self.levels.index(level)]

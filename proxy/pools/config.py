@@ -92,6 +92,12 @@ class PoolConfig(BaseModel):
     breaker_failures: int = Field(default=5, ge=1)
     breaker_cooldown_s: float = Field(default=10.0, gt=0)
 
+    def auth_headers(self) -> dict[str, str]:
+        """The upstream's authorization header, if the pool has a key (requests and probes)."""
+        if self.api_key is None:
+            return {}
+        return {"authorization": f"Bearer {self.api_key.get_secret_value()}"}
+
     @field_validator("models", mode="before")
     @classmethod
     def _names_as_routes(cls, value: object) -> object:

@@ -52,9 +52,7 @@ async def discover_models(pool: PoolConfig, timeout_s: float = 3.0) -> PoolConfi
     """
     if pool.kind == "litellm" or pool.models:
         return pool
-    headers = {}
-    if pool.api_key is not None:
-        headers["authorization"] = f"Bearer {pool.api_key.get_secret_value()}"
+    headers = pool.auth_headers()
     try:
         async with httpx.AsyncClient(timeout=timeout_s, trust_env=False) as client:
             response = await client.get(pool.base_urls[0] + "/models", headers=headers)

@@ -42,11 +42,9 @@ class HealthChecker:
         return dict(self.last)
 
     async def _probe(self, client: httpx.AsyncClient, pool: Pool, index: int) -> bool:
-        headers = {}
-        if pool.config.api_key is not None:
-            headers["authorization"] = f"Bearer {pool.config.api_key.get_secret_value()}"
         try:
-            response = await client.get(pool.backends[index].url + "/models", headers=headers)
+            response = await client.get(pool.backends[index].url + "/models",
+                                        headers=pool.config.auth_headers())
         except httpx.HTTPError:
             return False
         return response.status_code < 500

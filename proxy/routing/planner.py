@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from proxy.optimiser.allocation import ALL_CLASSES
 from proxy.optimiser.joint import JointTerms, PoolCapacity
 from proxy.optimiser.lp import ClassTerms
 from proxy.pools.registry import PoolRegistry
 from proxy.routing.cost import Forecast, score
 from proxy.routing.router import Router
-
-ANY_CLASS = "*"  # the cold-start pseudo-class: every request, baseline level only
 
 
 class JointPlanner:
@@ -37,18 +36,18 @@ class JointPlanner:
               levels: tuple[str, ...]) -> list[JointTerms]:
         """Per class: share and quality from the Sprout terms, cost per (level, pool) predicted.
 
-        Without Sprout terms (no verdicts yet) one pseudo-class at the baseline level only, so
-        the LP still places traffic by cost and capacity.
+        Without Sprout terms (no verdicts yet) one pseudo-class, ALL_CLASSES, at the baseline
+        level only, so the LP still places traffic by cost and capacity.
         """
         if not classes:
-            classes = [ClassTerms(ANY_CLASS, 1.0, tuple(0.0 for _ in levels),
+            classes = [ClassTerms(ALL_CLASSES, 1.0, tuple(0.0 for _ in levels),
                                   tuple(1.0 if i == 0 else 0.0 for i in range(len(levels))))]
         router = self.router
         now_s = router.clock()
         facts = [router.facts(pool, now_s) for pool in self.registry.pools]
         built = []
         for klass in classes:
-            name = None if klass.name == ANY_CLASS else klass.name
+            name = None if klass.name == ALL_CLASSES else klass.name
             input_tokens = router.inputs.predict(router.class_prompt_chars(name))
             carbon, busy = [], []
             for level in levels:

@@ -103,7 +103,7 @@ class Router:
               max_tokens: int | None, lam: float | None = None) -> list[Route]:
         """The candidates best first; records the decision on the row."""
         config = self.config
-        if len(routes) < 2 and config.policy != "least_loaded" and routes:
+        if len(routes) == 1:  # nothing to rank; still record the forecast
             self._record(row, routes[0], prompt_chars, max_tokens, "single")
             return routes
         if config.policy == "least_loaded" or row.endpoint == "embeddings":

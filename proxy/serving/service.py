@@ -286,6 +286,7 @@ class Serving:
             sent_at = time.perf_counter()
             pool.claim(backend)
             exchange.backend = backend
+            answered = False
             try:
                 response = await backend.send(upstream)
                 row.decoding = response.decoding
@@ -301,18 +302,16 @@ class Serving:
                     await response.aclose()
                     raise
                 breaker.record_success()
+                answered = True
                 return response, value
             except BackendUnavailable as exc:
                 breaker.record_failure()
                 last = exc
-                pool.unclaim(backend)
-                exchange.backend = None
-            except BaseException:
-                pool.unclaim(backend)
-                exchange.backend = None
-                raise
             finally:
                 exchange.upstream_s += time.perf_counter() - sent_at
+                if not answered:  # the backend's slot goes back unless it now holds the request
+                    pool.unclaim(backend)
+                    exchange.backend = None
         attempts = self.retry.max_attempts
         if last is None:  # every backend's circuit breaker is open
             raise UpstreamFailed(
