@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from proxy.energy.apple import AppleMeter
 from proxy.energy.base import EnergyMeter
+from proxy.energy.dcgm import DCGMMeter
+from proxy.energy.kepler import KeplerMeter
 from proxy.energy.null import NullMeter
 from proxy.energy.nvml import NVMLMeter
 from proxy.energy.rapl import RAPLMeter
@@ -22,6 +25,13 @@ def build_meter(pool: PoolConfig) -> EnergyMeter:
         if not accounting.meter_url:
             return NullMeter("accounting.meter = remote needs meter_url")
         return RemoteMeter(accounting.meter_url)
+    exporters: dict[str, Callable[[str, dict[str, str]], EnergyMeter]] = {
+        "dcgm": DCGMMeter, "kepler": KeplerMeter}
+    if accounting.meter in exporters:
+        if not accounting.meter_url:
+            return NullMeter(f"accounting.meter = {accounting.meter} needs meter_url "
+                             "(the exporter's /metrics URL)")
+        return exporters[accounting.meter](accounting.meter_url, dict(accounting.meter_labels))
     if accounting.meter == "auto":
         if pool.kind in ("openai", "worker") and pool.base_urls:
             parts = urlsplit(pool.base_urls[0])
