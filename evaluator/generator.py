@@ -95,17 +95,17 @@ class InProcessGenerator(Generator):
         except ValueError as exc:
             return Answer(None, None, f"sample no longer parses: {exc}")
         exchange = self._serving.begin(endpoint)  # type: ignore[arg-type]
-        exchange.row.api_key_id = "evaluator"
-        exchange.row.is_evaluator = True
+        exchange.api_key_id = "evaluator"
+        exchange.is_evaluator = True
         response = await self._serving.serve(exchange, parsed, _never_disconnects, level)
         body = bytes(response.body)
         if response.status_code != 200:
-            return Answer(None, exchange.row.request_id,
+            return Answer(None, exchange.request_id,
                           f"HTTP {response.status_code}: {body[:300].decode(errors='replace')}")
         try:
-            return Answer(_text(endpoint, body), exchange.row.request_id)
+            return Answer(_text(endpoint, body), exchange.request_id)
         except (ValueError, KeyError, IndexError) as exc:
-            return Answer(None, exchange.row.request_id, f"unreadable answer: {exc}")
+            return Answer(None, exchange.request_id, f"unreadable answer: {exc}")
 
 
 async def _never_disconnects() -> dict[str, Any]:

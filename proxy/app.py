@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from proxy import __version__
 from proxy.api import health, metrics, openai
 from proxy.api.admin import keys as admin_keys
 from proxy.api.admin import operations as admin_operations
@@ -30,7 +31,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="sprout-proxy",
         summary="OpenAI-compatible proxy that cuts and accounts for LLM inference carbon.",
-        version="0.1.0",
+        version=__version__,
         lifespan=functools.partial(lifespan, settings=settings),
     )
     app.include_router(openai.router)
@@ -45,6 +46,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app of one of `serve --workers N`'s processes: its settings from the environment."""
+    return create_app(Settings())
 
 
 def _envelope(status: int, message: str, error_type: str, code: str | None = None,

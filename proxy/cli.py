@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url", metavar="URL",
                        help="SQLAlchemy URL of the ledger database (default "
                             "sqlite:///./var/sprout.db; PROXY_DATABASE_URL)")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="proxy processes on this host sharing the port (default 1; "
+                            "PROXY_WORKERS); one of them runs the fleet jobs")
     serve.add_argument("--no-migrate", action="store_true",
                        help="do not run migrations before start (PROXY_MIGRATE_ON_START=false)")
     serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
@@ -67,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_CLI_FIELDS = ("host", "port", "upstream_url", "upstream_models", "pools_file", "database_url",
+               "log_level", "workers")
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from the environment, overridden by the options given."""
     overrides: dict[str, Any] = {}
@@ -74,6 +82,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         ("host", "host"), ("port", "port"), ("upstream", "upstream_url"),
         ("model", "upstream_models"), ("config", "pools_file"),
         ("database_url", "database_url"), ("log_level", "log_level"),
+        ("workers", "workers"),
     ]:
         value = getattr(args, option, None)
         if value is not None:
@@ -123,8 +132,43 @@ def _serve(settings: Settings) -> int:
     key_hint = _describe_key(master, settings.master_key_file, generated)
     print(f"sprout-proxy on http://{settings.host}:{settings.port}/v1  (master key: {key_hint}; "
           f"database: {settings.database_url})", flush=True)
+    if settings.workers > 1:
+        return _serve_workers(settings)
     uvicorn.run(
         create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _serve_workers(settings: Settings) -> int:
+    """N processes on one socket: migrate once here, hand the settings over as PROXY_* vars."""
+    import os
+
+    import uvicorn
+
+    if settings.migrate_on_start:
+        from proxy.accounting.migrate import upgrade_to_head
+
+        upgrade_to_head(settings.database_url)
+    # The command line's options (the rest is in the environment already) and the master key.
+    values = settings.model_dump(mode="json", include=set(_CLI_FIELDS))
+    for name in _CLI_FIELDS:
+        if name in settings.model_fields_set and values.get(name) is not None:
+            value = values[name]
+            os.environ[f"PROXY_{name.upper()}"] = (value if isinstance(value, str)
+                                                   else json.dumps(value))
+    if settings.master_key is not None:
+        os.environ["PROXY_MASTER_KEY"] = settings.master_key.get_secret_value()
+    os.environ["PROXY_MIGRATE_ON_START"] = "false"  # done above, once
+    uvicorn.run(
+        "proxy.app:create_app_from_environment",
+        factory=True,
+        workers=settings.workers,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

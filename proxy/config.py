@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     log_level: str = "info"
+    # Proxy processes on this host (`serve --workers N`): one socket, one leader among them.
+    workers: int = Field(default=1, ge=1, le=64)
 
     # Auth: the master key may call everything; virtual keys live hashed in `api_keys`.
     master_key: SecretStr | None = None
@@ -81,6 +83,23 @@ class Settings(BaseSettings):
     ledger_linger_s: float = Field(default=0.05, ge=0)
     ledger_retry_interval_s: float = Field(default=2.0, gt=0)
     ledger_spill_path: Path = Path("var/ledger-spill.jsonl")
+    # Local append-only journal of finished rows (one file set per process): a row is in it
+    # before the answer completes, so a killed process loses none; replayed at the next start.
+    ledger_journal_dir: Path = Path("var/journal")
+
+    # Fleet: every replica heartbeats (fleet-wide concurrency shares, settlement's horizon),
+    # refreshes virtual keys and re-discovers upstream models.
+    replica_heartbeat_s: float = Field(default=1.0, gt=0)
+    replica_timeout_s: float = Field(default=10.0, gt=0)
+    keys_refresh_s: float = Field(default=2.0, gt=0)
+    pool_discovery_interval_s: float = Field(default=60.0, gt=0)
+
+    # Energy settlement (jobs leader): one sampler reads every meter, windows are split among
+    # every replica's rows. A request open longer than max_hold no longer holds windows open.
+    meter_sample_s: float = Field(default=0.5, gt=0)
+    settlement_interval_s: float = Field(default=2.0, gt=0)
+    settlement_margin_s: float = Field(default=1.0, ge=0)
+    settlement_max_hold_s: float = Field(default=600.0, gt=0)
 
     # Directives (Sprout): the catalogue, and what requests get without a header or key policy.
     directive_levels: list[DirectiveLevel] = Field(default_factory=lambda: list(DEFAULT_LEVELS))

@@ -13,11 +13,12 @@ from typing import Any
 from sqlalchemy import Engine
 
 from proxy.accounting.db import make_engine
-from proxy.accounting.footprint import fill
+from proxy.accounting.journal import Journal
 from proxy.accounting.ledger_writer import LedgerWriter
 from proxy.accounting.migrate import upgrade_to_head
-from proxy.accounting.record import LedgerRow
+from proxy.accounting.provisional import PoolAccounts, ProvisionalAccounts
 from proxy.accounting.repository import output_lengths
+from proxy.accounting.settlement import Settlement, SettlementConfig
 from proxy.accounting.spill import SpillFile
 from proxy.api.metrics import Metrics
 from proxy.auth.keys import KeyRing, load_virtual_keys, resolve_master_key
@@ -25,6 +26,7 @@ from proxy.backends.factory import build_backends
 from proxy.carbon.base import CarbonIntensityProvider
 from proxy.carbon.cache import CachedProvider, FallbackChain
 from proxy.carbon.electricitymaps import ElectricityMapsProvider
+from proxy.carbon.history import CIHistory, CIRecorder
 from proxy.carbon.service import CarbonService
 from proxy.carbon.static import REGION_ANNUAL_G_PER_KWH, StaticProvider
 from proxy.carbon.trace import TraceProvider
@@ -33,12 +35,18 @@ from proxy.carbon.watttime import WattTimeProvider
 from proxy.config import Settings
 from proxy.directives.catalogue import Catalogue
 from proxy.directives.store import CatalogueStore
-from proxy.energy.accountant import EnergyAccountant
+from proxy.energy.base import EnergyMeter
+from proxy.energy.devices import DeviceMap, MeterTarget
 from proxy.energy.factory import build_meter
+from proxy.energy.remote import RemoteMeter
+from proxy.energy.sampler import MeterSampler
+from proxy.jobs.heartbeat import Heartbeat
 from proxy.jobs.leader import LeaderLock
+from proxy.jobs.refresh import KeyRefresh, ModelRediscovery
 from proxy.jobs.reoptimise import Reoptimiser
 from proxy.jobs.scheduler import Job, start_scheduler
 from proxy.optimiser.allocation import Allocation, AllocationHolder
+from proxy.pools.config import PoolConfig
 from proxy.pools.discovery import configured_pools, discover_models
 from proxy.pools.health import HealthChecker
 from proxy.pools.profile import pool_embodied_g_per_s, pool_profile
@@ -49,6 +57,7 @@ from proxy.routing.predict import InputEstimator, LatencyTracker, OutputPredicto
 from proxy.routing.router import PoolStatic, Router, RoutingConfig
 from proxy.serving.capture import CapturePolicy
 from proxy.serving.directing import Director
+from proxy.serving.flights import InFlight
 from proxy.serving.retry import RetryPolicy
 from proxy.serving.service import Serving
 from proxy.state import AppState
@@ -92,23 +101,30 @@ def live_provider(settings: Settings, zone: str | None) -> CarbonIntensityProvid
     return None
 
 
-def pool_accountant(pool: Pool, ledger: LedgerWriter, carbon: CarbonService) -> EnergyAccountant:
-    """The pool's meter and accountant; settled rows get their footprint and go to the ledger."""
-    accounting = pool.config.accounting
-    profile = pool_profile(pool.config)
-    if accounting.region:
-        carbon.add_region(accounting.region)
-    per_s = pool_embodied_g_per_s(pool.config)
+def pool_accounts(pools: list[Pool], carbon: CarbonService) -> dict[str, PoolAccounts]:
+    """Each pool's profile, model size, region, PUE and embodied rate (its regions served)."""
+    accounts = {}
+    for pool in pools:
+        accounting = pool.config.accounting
+        if accounting.region:
+            carbon.add_region(accounting.region)
+        accounts[pool.name] = PoolAccounts(
+            profile=pool_profile(pool.config), params_b=pool.config.model_params_b,
+            region=accounting.region, pue=accounting.pue,
+            embodied_g_per_s=pool_embodied_g_per_s(pool.config))
+    return accounts
 
-    def settle(row: LedgerRow, energy_j: float, busy_s: float, method: str) -> None:
-        fill(row, energy_j=energy_j, busy_s=busy_s, method=method,
-             reading=carbon.latest(accounting.region), pue=accounting.pue,
-             embodied_g_per_s=per_s)
-        ledger.submit(row)
 
-    return EnergyAccountant(build_meter(pool.config), profile, settle,
-                            tick_s=accounting.tick_s, prefill_weight=accounting.prefill_weight,
-                            decode_weight=accounting.decode_weight)
+def target_meters(devices: DeviceMap,
+                  configs: dict[str, PoolConfig]) -> list[tuple[MeterTarget, EnergyMeter]]:
+    """A meter per target: each backend's /metrics/energy, or the pool's configured meter."""
+    meters: list[tuple[MeterTarget, EnergyMeter]] = []
+    for target in devices.targets:
+        if target.spec == "remote" and target.url:
+            meters.append((target, RemoteMeter(target.url)))
+        else:
+            meters.append((target, build_meter(configs[target.pool])))
+    return meters
 
 
 def build_router(settings: Settings, registry: PoolRegistry, carbon: CarbonService,
@@ -137,7 +153,7 @@ def build_router(settings: Settings, registry: PoolRegistry, carbon: CarbonServi
 
 @asynccontextmanager
 async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, AppState]]:
-    """Migrate, open the ledger, build pools; on exit drain the ledger and close connections."""
+    """Migrate, replay dead journals, build everything; on exit drain the ledger, close."""
     engine = make_engine(settings.database_url)
     if settings.migrate_on_start:
         await asyncio.to_thread(upgrade_to_head, settings.database_url)
@@ -146,29 +162,30 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
         log.warning("no master key configured: only virtual keys are accepted")
     digests, policies = await asyncio.to_thread(load_virtual_keys, engine)
     keys = KeyRing(master_key, digests, policies)
+    metrics = Metrics()
+    journal = Journal(settings.ledger_journal_dir)
+    journal.open()
     ledger = LedgerWriter(
         engine,
         SpillFile(settings.ledger_spill_path),
+        journal,
         queue_size=settings.ledger_queue_size,
         batch_size=settings.ledger_batch_size,
         retry_interval_s=settings.ledger_retry_interval_s,
         linger_s=settings.ledger_linger_s,
+        observers=[metrics.observe],  # every finished row is counted as it is handed over
     )
+    await ledger.replay_journal()  # rows of processes killed before they wrote them
     ledger.start()
-    metrics = Metrics()
-    ledger.observer = metrics.observe  # every finished row is counted as it is handed over
     configs = await asyncio.gather(*(discover_models(c) for c in configured_pools(settings)))
     if not configs:
         log.warning("no pools configured: every model request will answer 404")
     registry = PoolRegistry([Pool(config, build_backends(config)) for config in configs])
     carbon = CarbonService(await asyncio.to_thread(carbon_provider, settings),
                            regional_factory=lambda zone: carbon_provider(settings, zone))
-    for pool in registry.pools:
-        pool.accountant = pool_accountant(pool, ledger, carbon)
+    accounts = pool_accounts(registry.pools, carbon)
     await carbon.refresh()
-    for pool in registry.pools:
-        assert pool.accountant is not None
-        pool.accountant.start()
+    devices = DeviceMap(list(configs))
     retry = RetryPolicy(
         settings.retry_max_attempts, settings.retry_backoff_base_s, settings.retry_backoff_max_s
     )
@@ -182,17 +199,36 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     capture = CapturePolicy(keys, master_key_captures=settings.capture_master_key_prompts,
                             rate=settings.prompt_capture_rate, rng=rng)
     router = await asyncio.to_thread(build_router, settings, registry, carbon, engine, holder)
-    serving = Serving(registry, ledger, retry, rng, director, capture, router)
+    flights = InFlight()
+    serving = Serving(registry, ledger, retry, rng, director,
+                      ProvisionalAccounts(accounts, carbon.latest), devices, flights,
+                      capture, router)
     leader = LeaderLock(engine)
+    history = CIHistory(engine)
     reoptimiser = Reoptimiser(
         engine=engine, settings=settings, catalogues=catalogues, holder=holder,
         provider=await asyncio.to_thread(carbon_provider, settings), leader=leader,
+        history=history,
         planner=(JointPlanner(router, registry, settings.optimiser_max_utilisation)
                  if settings.routing_policy == "joint" else None),
     )
+    heartbeat = Heartbeat(engine, registry, flights, ledger,
+                          timeout_s=settings.replica_timeout_s)
+    await heartbeat.beat()  # take this replica's shares before the first request
+    sampler = MeterSampler(engine, target_meters(devices, {c.name: c for c in configs}), leader,
+                           tick_s=settings.meter_sample_s)
+    settlement = Settlement(engine, accounts, leader, SettlementConfig(
+        replica_timeout_s=settings.replica_timeout_s, margin_s=settings.settlement_margin_s,
+        max_hold_s=settings.settlement_max_hold_s))
     jobs: list[tuple[str, Job, float]] = [
+        ("heartbeat", heartbeat.beat, settings.replica_heartbeat_s),
+        ("keys", KeyRefresh(engine, keys).run_once, settings.keys_refresh_s),
+        ("models", ModelRediscovery(registry, {c.name: c for c in configured_pools(settings)}
+                                    ).run_once, settings.pool_discovery_interval_s),
+        ("settlement", settlement.run_once, settings.settlement_interval_s),
         ("reoptimise", reoptimiser.run_once, settings.optimiser_interval_s),
-        ("carbon-refresh", carbon.refresh, settings.carbon_refresh_s),
+        ("carbon-refresh", CIRecorder(engine, carbon, leader).run_once,
+         settings.carbon_refresh_s),
         ("pool-health", HealthChecker(registry, settings.pool_health_timeout_s).check_once,
          settings.pool_health_interval_s)]
     if settings.evaluator_judge_model:
@@ -200,20 +236,21 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
 
         evaluation = EvaluationJob(
             engine=engine, settings=settings, serving=serving, registry=registry,
-            provider=reoptimiser.provider, leader=leader, catalogues=catalogues)
+            provider=reoptimiser.provider, leader=leader, catalogues=catalogues,
+            history=history)
         jobs.append(("evaluate", evaluation.tick, settings.evaluator_interval_s))
     scheduler = start_scheduler(jobs)
+    sampler.start()
     state = AppState(settings, engine, ledger, keys, registry, serving, holder, reoptimiser,
-                     carbon, metrics)
+                     carbon, metrics, settlement, heartbeat)
     metrics.watch(state)
     try:
         yield {"sprout": state}
     finally:
         scheduler.shutdown(wait=False)
-        await asyncio.to_thread(leader.release)  # another replica may lead at once
-        for pool in registry.pools:  # settle every open row into the ledger first
-            if pool.accountant is not None:
-                await pool.accountant.aclose()
+        await sampler.aclose()
         await registry.aclose()
-        await ledger.aclose()
+        await ledger.aclose()  # every row written (or spilled); the journal goes with it
+        await asyncio.to_thread(heartbeat.leave)
+        await asyncio.to_thread(leader.release)  # another replica may lead at once
         engine.dispose()

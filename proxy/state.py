@@ -7,10 +7,12 @@ import dataclasses
 from sqlalchemy import Engine
 
 from proxy.accounting.ledger_writer import LedgerWriter
+from proxy.accounting.settlement import Settlement
 from proxy.api.metrics import Metrics
 from proxy.auth.keys import KeyRing
 from proxy.carbon.service import CarbonService
 from proxy.config import Settings
+from proxy.jobs.heartbeat import Heartbeat
 from proxy.jobs.reoptimise import Reoptimiser
 from proxy.optimiser.allocation import AllocationHolder
 from proxy.pools.registry import PoolRegistry
@@ -31,3 +33,5 @@ class AppState:
     reoptimiser: Reoptimiser
     carbon: CarbonService
     metrics: Metrics
+    settlement: Settlement
+    heartbeat: Heartbeat

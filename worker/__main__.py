@@ -34,9 +34,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="upper bound on max_tokens per request")
     parser.add_argument("--meter", default="auto",
                         help="device energy meter: auto | nvml | nvml:N | rapl | apple | none "
-                             "| fake:WATTS (a simulated constant-power device, for tests); "
+                             "| fake:WATTS (a simulated constant-power device, for tests) | "
+                             "fake-wall:WATTS (the same, counter shared by processes); "
                              "join with + to add devices up (auto does so for a worker "
                              "that prefills or drafts on a second device)")
+    parser.add_argument("--device-id", default=None,
+                        help="the id this worker's device goes by in the proxy's ledger "
+                             "(default: host/GPU UUID or host/cpu); workers sharing one "
+                             "counter (a fake-wall meter) share an id")
     parser.add_argument("--meter-only", action="store_true",
                         help="serve only /metrics/energy and /health (beside vLLM/llama.cpp)")
     parser.add_argument("--log-level", default="info")
@@ -51,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     meter = pick_meter(args.meter)
     print(f"sprout-worker meter: {meter.name} ({meter.availability().reason})", flush=True)
     if args.meter_only:
-        uvicorn.run(meter_only_app(meter), host=args.host, port=args.port,
+        uvicorn.run(meter_only_app(meter, args.device_id), host=args.host, port=args.port,
                     log_level=args.log_level, access_log=False)
         return 0
 
@@ -77,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
               f"({meter.availability().reason})", flush=True)
     print(f"sprout-worker serving {engine.served_name} on {engine.device} at "
           f"http://{args.host}:{args.port}/v1", flush=True)
-    uvicorn.run(create_app(engine, max_tokens_cap=args.max_tokens_cap, meter=meter),
+    uvicorn.run(create_app(engine, max_tokens_cap=args.max_tokens_cap, meter=meter,
+                           device_id=args.device_id),
                 host=args.host,
                 port=args.port, log_level=args.log_level, access_log=False)
     return 0

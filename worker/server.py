@@ -23,29 +23,40 @@ from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
 from proxy.protocol.errors import ErrorEnvelope
 from proxy.serving.exchange import error_body, wait_for_disconnect
 from worker.engine import Engine, Generation, Sampling
-from worker.meter import energy_router
+from worker.meter import device_identity, energy_router
 
 DEFAULT_MAX_TOKENS = 64
 
 
 def create_app(engine: Engine, *, max_tokens_cap: int = 2048,
-               meter: EnergyMeter | None = None) -> FastAPI:
-    """Routes for chat, completions, embeddings and models, and the device's energy."""
+               meter: EnergyMeter | None = None, device_id: str | None = None) -> FastAPI:
+    """Routes for chat, completions, embeddings and models, and the device's energy.
+
+    Every response names the device that computed it (`x-sprout-device`), the same id as the
+    energy document's, so the proxy files the request's row and the counter's samples under
+    one device even when several workers answer behind one URL.
+    """
     app = FastAPI(title="sprout-worker")
     app.add_exception_handler(ProxyError, _proxy_error)
+    device = device_id or device_identity(engine.devices)
+    served = {"requests": 0}
 
     @app.middleware("http")
-    async def decoding_header(request: Request, call_next: Any) -> Response:
+    async def device_headers(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
         response.headers["x-sprout-decoding"] = engine.decoding
+        response.headers["x-sprout-device"] = device
+        if request.url.path.startswith("/v1/") and request.method == "POST":
+            served["requests"] += 1
         return response
 
-    app.include_router(energy_router(meter or NullMeter()))
+    app.include_router(energy_router(meter or NullMeter(), device))
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": engine.served_name, "device": engine.device,
-                "decoding": engine.decoding}
+                "device_id": device, "decoding": engine.decoding,
+                "served_requests": served["requests"]}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

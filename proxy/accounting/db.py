@@ -17,7 +17,7 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, **options: Any) -> Engine:
     """A synchronous engine; the ledger writer uses it from a worker thread."""
     url = normalise_url(url)
     parsed = make_url(url)
@@ -27,7 +27,9 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+    if "poolclass" in options:
+        return create_engine(url, **options)
+    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2, **options)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,4 +1,4 @@
-"""Fill a settled row's energy and carbon columns (pure)."""
+"""Fill a row's energy and carbon columns (pure): provisional on the request path, final later."""
 
 from __future__ import annotations
 
@@ -12,11 +12,8 @@ def fill(row: LedgerRow, *, energy_j: float, busy_s: float, method: str, reading
     """Joules with how they were obtained, grid intensity with its source, and both grams."""
     if method == "none":  # the request never reached a device
         return row
-    row.energy_j = energy_j
-    row.energy_method = method
-    row.ci_g_per_kwh = reading.g_per_kwh
-    row.ci_source = reading.source
-    row.pue = pue
-    row.operational_g_co2e = operational_g(energy_j, reading.g_per_kwh, pue)
-    row.embodied_g_co2e = busy_s * embodied_g_per_s
-    return row
+    return row.replace(
+        energy_j=energy_j, energy_method=method, ci_g_per_kwh=reading.g_per_kwh,
+        ci_source=reading.source, pue=pue,
+        operational_g_co2e=operational_g(energy_j, reading.g_per_kwh, pue),
+        embodied_g_co2e=busy_s * embodied_g_per_s)

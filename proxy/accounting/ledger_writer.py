@@ -6,13 +6,16 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
-from proxy.accounting.record import LedgerRow
+from proxy.accounting.journal import Journal
+from proxy.accounting.record import DB_COLUMNS, LedgerRow
 from proxy.accounting.spill import SpillFile
 from proxy.accounting.tables import prompt_samples, requests
 
@@ -28,31 +31,47 @@ class LedgerStats:
     written_rows: int = 0
     spilled_rows: int = 0
     replayed_rows: int = 0
+    journal_replayed_rows: int = 0
+    journal_errors: int = 0
     dropped_rows: int = 0
     database_up: bool = True
+
+
+Observer = Callable[[LedgerRow], None]
+JOURNAL_SYNC_S = 1.0
 
 
 class LedgerWriter:
     """Accepts rows on the request path and writes them in batches off it.
 
-    `submit` is synchronous and O(1): it puts the row on a bounded queue, or, when the queue is
-    full, appends it to the spill file. The background task inserts batches in a worker thread;
-    if the insert fails the batch goes to the spill file, and spilled rows are replayed
-    (idempotently, keyed by request id) once the database answers again.
+    `submit` is synchronous and O(1): it appends the row to the local journal, then puts it on
+    a bounded queue, or, when the queue is full, appends it to the spill file. The background
+    task inserts batches in a worker thread; if the insert fails the batch goes to the spill
+    file, and spilled rows are replayed (idempotently, keyed by request id) once the database
+    answers again. Journal segments are dropped once their rows are written or spilled.
     """
 
     def __init__(
         self,
         engine: Engine,
         spill: SpillFile,
+        journal: Journal | None = None,
         *,
         queue_size: int,
         batch_size: int,
         retry_interval_s: float,
         linger_s: float = 0.0,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self._engine = engine
         self._spill = spill
+        self._journal = journal
+        self._observers = tuple(observers)
+        # request id -> arrival of rows handed over but not yet in the database (settlement
+        # must not close a window such a row may overlap), and the oldest spilled one.
+        self._pending: dict[str, datetime] = {}
+        self._spilled_since: datetime | None = None
+        self._synced_at = 0.0
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
         self._retry_interval_s = retry_interval_s
@@ -67,21 +86,65 @@ class LedgerWriter:
         """Rows waiting in memory."""
         return self._queue.qsize()
 
-    observer: Callable[[LedgerRow], None] | None = None  # e.g. metrics; must be cheap
+    def pending_since(self) -> datetime | None:
+        """When the oldest row not yet in the database arrived (None: all written)."""
+        oldest = min(self._pending.values(), default=None)
+        if self._spilled_since is not None and (oldest is None or self._spilled_since < oldest):
+            return self._spilled_since
+        return oldest
 
     def submit(self, row: LedgerRow) -> None:
-        """Hand over one finished row; never waits."""
-        if self.observer is not None:
-            self.observer(row)
+        """Hand over one finished row; never waits. Journaled before this returns."""
+        for observe in self._observers:
+            observe(row)
+        seq = 0
+        if self._journal is not None:
+            try:
+                seq = self._journal.append(row)
+            except OSError:
+                self.stats.journal_errors += 1
+                log.exception("ledger journal unwritable: row %s only in memory", row.request_id)
+        self._pending[row.request_id] = row.created_at
         try:
-            self._queue.put_nowait(row)
+            self._queue.put_nowait((seq, row))
         except asyncio.QueueFull:
             try:
                 self._spill.append([row])
                 self.stats.spilled_rows += 1
+                self._mark_spilled([row])
             except OSError:
                 self.stats.dropped_rows += 1
+                self._pending.pop(row.request_id, None)
                 log.exception("ledger queue full and spill file unwritable: row dropped")
+
+    def _mark_spilled(self, rows: list[LedgerRow]) -> None:
+        for row in rows:
+            self._pending.pop(row.request_id, None)
+            if self._spilled_since is None or row.created_at < self._spilled_since:
+                self._spilled_since = row.created_at
+
+    async def replay_journal(self) -> int:
+        """Write the journals of processes that died (at start, before serving)."""
+        if self._journal is None:
+            return 0
+        replayed = 0
+        for owner, segments in self._journal.orphans():
+            rows = [row for path in segments for row in await asyncio.to_thread(Journal.read, path)]
+            if rows:
+                try:
+                    for start in range(0, len(rows), self._batch_size):
+                        await asyncio.to_thread(self._insert, rows[start:start + self._batch_size])
+                except Exception as exc:  # database down: keep them in the spill file instead
+                    log.warning("journal replay: database unavailable (%s); spilling %d rows",
+                                type(exc).__name__, len(rows))
+                    await asyncio.to_thread(self._spill.append, rows)
+                    self._mark_spilled(rows)
+            Journal.forget(self._journal.directory, owner, segments)
+            replayed += len(rows)
+            log.info("replayed %d ledger rows from the journal of dead process %s",
+                     len(rows), owner)
+        self.stats.journal_replayed_rows += replayed
+        return replayed
 
     def start(self) -> None:
         """Start the background task (inside the running event loop)."""
@@ -89,13 +152,15 @@ class LedgerWriter:
             self._task = asyncio.create_task(self._run(), name="ledger-writer")
 
     async def aclose(self) -> None:
-        """Write (or spill) everything queued, then stop."""
+        """Write (or spill) everything queued, then stop (the journal goes with it)."""
         if self._task is None:
             return
         await self._queue.put(_CLOSE)
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        if self._journal is not None:
+            self._journal.close(all_written=self.stats.dropped_rows == 0)
 
     async def flush(self) -> None:
         """Wait until every row submitted so far is written or spilled."""
@@ -109,12 +174,14 @@ class LedgerWriter:
             except TimeoutError:
                 await self._replay_spill()
                 continue
-            # `first` is a row or the close marker; both are marked done after the batch.
+            # `first` is a (seq, row) or the close marker; both are marked done after the batch.
             batch: list[LedgerRow] = []
+            last_seq = 0
             if first is _CLOSE:
                 closing = True
             else:
-                batch.append(first)
+                last_seq = first[0]
+                batch.append(first[1])
                 if self._linger_s and self._queue.qsize() < self._batch_size:
                     await asyncio.sleep(self._linger_s)  # one transaction for many rows
             while len(batch) < self._batch_size and not self._queue.empty():
@@ -122,15 +189,27 @@ class LedgerWriter:
                 if item is _CLOSE:
                     closing = True
                 else:
-                    batch.append(item)
+                    last_seq = item[0]
+                    batch.append(item[1])
             try:
                 if batch:
+                    dropped = self.stats.dropped_rows
                     await self._write(batch)
+                    # Rows neither written nor spilled stay in the journal for the next start.
+                    if self._journal is not None and self.stats.dropped_rows == dropped:
+                        self._journal.release(last_seq)
+                        await self._sync_journal()
                 if self.stats.database_up:
                     await self._replay_spill()
             finally:
                 for _ in range(len(batch) + closing):
                     self._queue.task_done()
+
+    async def _sync_journal(self) -> None:
+        now = time.monotonic()
+        if self._journal is not None and now - self._synced_at >= JOURNAL_SYNC_S:
+            self._synced_at = now
+            await asyncio.to_thread(self._journal.sync)
 
     async def _write(self, batch: list[LedgerRow]) -> None:
         try:
@@ -142,6 +221,8 @@ class LedgerWriter:
             self.stats.database_up = False
             await self._spill_batch(batch)
             return
+        for row in batch:
+            self._pending.pop(row.request_id, None)
         self.stats.written_rows += len(batch)
         if not self.stats.database_up:
             log.info("ledger database is back")
@@ -151,8 +232,11 @@ class LedgerWriter:
         try:
             await asyncio.to_thread(self._spill.append, batch)
             self.stats.spilled_rows += len(batch)
+            self._mark_spilled(batch)
         except OSError:
             self.stats.dropped_rows += len(batch)
+            for row in batch:
+                self._pending.pop(row.request_id, None)
             log.exception("spill file unwritable: %d ledger rows dropped", len(batch))
 
     async def _replay_spill(self) -> None:
@@ -170,6 +254,8 @@ class LedgerWriter:
             self.stats.database_up = False
             return
         self._spill.finish(path)
+        if not self._spill.has_rows():
+            self._spilled_since = None
         self.stats.replayed_rows += len(rows)
         self.stats.database_up = True
         log.info("replayed %d spilled ledger rows", len(rows))
@@ -186,7 +272,7 @@ def _bulk_append(engine: Engine) -> Write | None:
     """
     if engine.dialect.name != "postgresql":
         return None
-    columns = [column.name for column in requests.columns]
+    columns = list(DB_COLUMNS)  # the settlement columns start empty
     statement = f"COPY {requests.name} ({', '.join(columns)}) FROM STDIN"
     samples = _on_conflict_do_nothing(engine, prompt_samples, "sample_id")
 

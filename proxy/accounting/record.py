@@ -1,4 +1,4 @@
-"""LedgerRow: one request's accounting record, built on the request path, written later."""
+"""LedgerRow: one request's frozen accounting record, built once when the request ends."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ from typing import Any
 from proxy.errors import LedgerStatus
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class LedgerRow:
-    """Mutable while the request runs; handed to the ledger writer exactly once at the end."""
+    """Assembled by `serving/` from the values its owners returned; journaled, then written.
+
+    Its energy is *provisional* (an estimate from the pool's hardware profile, labelled so)
+    until settlement splits the device's metered windows among every replica's rows.
+    """
 
     request_id: str
     created_at: datetime
@@ -51,6 +55,10 @@ class LedgerRow:
     operational_g_co2e: float | None = None
     embodied_g_co2e: float | None = None
     pue: float | None = None
+    # What settlement needs: the device that served it and when it held it (UTC).
+    device_id: str | None = None
+    served_at: datetime | None = None
+    ended_at: datetime | None = None
     # The client's request as received, for keys that opted in to capture: it goes to the
     # `prompt_samples` table (with retention), never into `requests`.
     captured_request: str | None = None
@@ -70,18 +78,31 @@ class LedgerRow:
                 "request_json": self.captured_request}
 
     def as_json_values(self) -> dict[str, Any]:
-        """JSON-safe values for the spill file (the captured request included)."""
+        """JSON-safe values for the journal and spill file (the captured request included)."""
         values = self.as_db_values()
-        values["created_at"] = self.created_at.isoformat()
+        for name in _TIMES:
+            value = values[name]
+            values[name] = value.isoformat() if value is not None else None
         values["captured_request"] = self.captured_request
         return values
+
+    def replace(self, **changes: Any) -> LedgerRow:
+        """A copy with some fields changed (the row itself never changes)."""
+        return dataclasses.replace(self, **changes)
 
     @classmethod
     def from_json_values(cls, values: dict[str, Any]) -> LedgerRow:
         """Inverse of `as_json_values` (unknown keys from newer versions are ignored)."""
         known = {field.name for field in dataclasses.fields(cls)}
         kept = {key: value for key, value in values.items() if key in known}
-        created = datetime.fromisoformat(kept.pop("created_at"))
-        if created.tzinfo is None:
-            created = created.replace(tzinfo=UTC)
-        return cls(created_at=created, **kept)
+        for name in _TIMES:
+            value = kept.get(name)
+            if isinstance(value, str):
+                moment = datetime.fromisoformat(value)
+                kept[name] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return cls(**kept)
+
+
+DB_COLUMNS = tuple(field.name for field in dataclasses.fields(LedgerRow)
+                   if field.name != "captured_request")
+_TIMES = ("created_at", "served_at", "ended_at")

@@ -66,13 +66,6 @@ def recent_verdicts(connection: Connection, now: datetime, since: datetime) -> l
     ]
 
 
-def recorded_ci(connection: Connection, since: datetime) -> list[tuple[datetime, float]]:
-    """Intensities the optimiser has seen (for trailing statistics across restarts)."""
-    query = select(optimiser_runs.c.ran_at, optimiser_runs.c.ci_g_per_kwh).where(
-        optimiser_runs.c.ran_at >= since)
-    return [(row.ran_at, row.ci_g_per_kwh) for row in connection.execute(query)]
-
-
 def add_optimiser_run(connection: Connection, values: dict[str, Any]) -> None:
     """Persist one solve."""
     connection.execute(insert(optimiser_runs).values(**values))

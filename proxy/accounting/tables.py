@@ -25,7 +25,9 @@ metadata = MetaData(
     }
 )
 
-# One row per inference request, success or failure. Append-only: rows are never updated.
+# One row per inference request, success or failure, written when the request ends. Only
+# settlement updates a row afterwards: its provisional energy becomes a metered share (the
+# `settled_*` columns accumulate window by window until the row is final).
 requests = Table(
     "requests",
     metadata,
@@ -71,7 +73,16 @@ requests = Table(
     Column("operational_g_co2e", Float, nullable=True),
     Column("embodied_g_co2e", Float, nullable=True),
     Column("pue", Float, nullable=True),
+    # What settlement needs: the device that served it, and when it held the device (UTC).
+    Column("device_id", String(256), nullable=True),
+    Column("served_at", DateTime(timezone=True), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("settled_j", Float, nullable=True),
+    Column("settled_busy_s", Float, nullable=True),
+    Column("settled_shared", Boolean, nullable=True),
+    Column("settled_at", DateTime(timezone=True), nullable=True),
     Index("ix_requests_created_at", "created_at"),
+    Index("ix_requests_device_id_served_at", "device_id", "served_at"),
     Index("ix_requests_api_key_id_created_at", "api_key_id", "created_at"),
     Index("ix_requests_pool_created_at", "pool", "created_at"),
 )
@@ -204,4 +215,78 @@ quality_scores = Table(
     Column("q", Float, nullable=False),
     Column("q_low", Float, nullable=False),
     Column("q_high", Float, nullable=False),
+)
+
+
+# Cumulative meter readings, one per device per sampling tick, taken by the jobs leader only.
+energy_samples = Table(
+    "energy_samples",
+    metadata,
+    Column("sample_id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(256), nullable=False),
+    Column("sampled_at", DateTime(timezone=True), nullable=False),
+    Column("energy_j", Float, nullable=False),
+    Column("meter", String(256), nullable=False),
+    Index("ix_energy_samples_device_id_sampled_at", "device_id", "sampled_at"),
+)
+
+# Each device's settlement state: the meter behind it and how far its windows are closed.
+energy_devices = Table(
+    "energy_devices",
+    metadata,
+    Column("device_id", String(256), primary_key=True),
+    Column("meter", String(256), nullable=True),
+    Column("pools", String(512), nullable=True),  # comma-separated pools it serves
+    Column("available", Boolean, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("last_sample_at", DateTime(timezone=True), nullable=True),
+    Column("settled_through", DateTime(timezone=True), nullable=True),
+)
+
+# One row per closed window: metered = attributed + idle joules (conservation, checkable in SQL).
+energy_windows = Table(
+    "energy_windows",
+    metadata,
+    Column("window_id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(256), nullable=False),
+    Column("start_at", DateTime(timezone=True), nullable=False),
+    Column("end_at", DateTime(timezone=True), nullable=False),
+    Column("metered_j", Float, nullable=False),
+    Column("attributed_j", Float, nullable=False),
+    Column("idle_j", Float, nullable=False),
+    Column("rows", Integer, nullable=False),
+    # measured: a counter delta; estimated: synthesised from the hardware profile (no meter, or
+    # the counter went backwards: a reset).
+    Column("method", String(32), nullable=False),
+    Column("settled_at", DateTime(timezone=True), nullable=False),
+    Index("ix_energy_windows_device_id_end_at", "device_id", "end_at"),
+    Index("ix_energy_windows_end_at", "end_at"),
+)
+
+# Live proxy processes: heartbeats for fleet-wide limits and for settlement's horizon.
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("replica_id", String(64), primary_key=True),
+    Column("host", String(256), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    # {pool: ISO time the oldest request in flight there started}
+    Column("in_flight_json", Text, nullable=False),
+    # When the oldest row this replica has not yet written to the database started.
+    Column("pending_since", DateTime(timezone=True), nullable=True),
+)
+
+# Grid intensity per region as the leader read it each interval: the one history the
+# optimiser, the evaluator's clean-hour rule, the admin API and the dashboard read.
+ci_readings = Table(
+    "ci_readings",
+    metadata,
+    Column("reading_id", Integer, primary_key=True, autoincrement=True),
+    Column("region", String(64), nullable=False),  # "" = the proxy's default zone
+    Column("read_at", DateTime(timezone=True), nullable=False),
+    Column("g_per_kwh", Float, nullable=False),
+    Column("source", String(64), nullable=False),
+    Index("ix_ci_readings_region_read_at", "region", "read_at"),
 )

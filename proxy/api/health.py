@@ -19,6 +19,9 @@ async def health(state: StateDep) -> dict[str, Any]:
     return {
         "status": "ok",
         "ledger": dataclasses.asdict(ledger.stats) | {"queue_depth": ledger.queue_depth},
+        "replica": {"id": state.heartbeat.replica_id, "index": state.heartbeat.index,
+                    "live_replicas": state.heartbeat.live, "leader": state.settlement.leading},
+        "settlement": dataclasses.asdict(state.settlement.stats),
         "pools": [
             {
                 "name": pool.name,
@@ -26,8 +29,8 @@ async def health(state: StateDep) -> dict[str, Any]:
                 "in_flight": pool.admission.in_flight,
                 "waiting": pool.admission.waiting,
                 "max_concurrency": pool.admission.max_concurrency,
+                "replica_share": pool.admission.limit,
                 "backends": len(pool.backends),  # URLs may name internal hosts: admin only
-                "energy": dataclasses.asdict(pool.accountant.stats) if pool.accountant else None,
             }
             for pool in state.registry.pools
         ],

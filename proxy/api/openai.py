@@ -32,10 +32,10 @@ async def _serve(request: Request, endpoint: Endpoint) -> Response:
     exchange = serving.begin(endpoint)
     try:
         body = await read_body(request, state.settings.max_body_bytes)
-        exchange.row.api_key_id = state.keys.authenticate(request.headers.get("authorization"))
+        exchange.api_key_id = state.keys.authenticate(request.headers.get("authorization"))
         # Evaluator traffic is counted in the ledger but apart from client traffic; only the
         # master key (which the evaluator uses) may mark it.
-        exchange.row.is_evaluator = (exchange.row.api_key_id == MASTER_KEY_ID
+        exchange.is_evaluator = (exchange.api_key_id == MASTER_KEY_ID
                                      and "x-sprout-evaluator" in request.headers)
         parsed = parse_body(_MODELS[endpoint], body)
     except ProxyError as exc:

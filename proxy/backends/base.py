@@ -25,6 +25,7 @@ class UpstreamResponse(abc.ABC):
     status_code: int
     content_type: str
     decoding: str | None = None  # from a worker's x-sprout-decoding header
+    device: str | None = None  # the device that served it, from a worker's x-sprout-device
 
     @abc.abstractmethod
     async def read(self) -> bytes:

@@ -67,6 +67,7 @@ class _HttpxResponse(UpstreamResponse):
         self.status_code = response.status_code
         self.content_type = response.headers.get("content-type", "application/json")
         self.decoding = response.headers.get("x-sprout-decoding")
+        self.device = response.headers.get("x-sprout-device")
 
     async def read(self) -> bytes:
         try:

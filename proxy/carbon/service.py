@@ -44,6 +44,10 @@ class CarbonService:
                 log.warning("carbon intensity for %s unavailable (%s); keeping the last value",
                             key or "default", exc)
 
+    def readings(self) -> dict[str | None, CIReading]:
+        """The latest reading per served region (None: the default zone)."""
+        return dict(self._latest)
+
     def latest(self, region: str | None) -> CIReading:
         """The newest reading for a region (falling back to the default provider's)."""
         reading = self._latest.get(region) if region in self._regional else None

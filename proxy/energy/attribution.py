@@ -17,6 +17,7 @@ windows is `measured`; otherwise its energy is `apportioned`.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Sequence
 
 # Decode tokens cost more than prefill tokens: prefill is batched over the prompt in one
@@ -68,12 +69,23 @@ def attribute(
     prefill_weight: float = DEFAULT_PREFILL_WEIGHT,
     decode_weight: float = DEFAULT_DECODE_WEIGHT,
 ) -> Attribution:
-    """Split every window among the flights overlapping it."""
+    """Split every window among the flights overlapping it.
+
+    A sweep in time order: each window looks only at the flights alive in it, so thousands of
+    windows and rows settle in time proportional to their overlaps, not their product.
+    """
     result = Attribution({f.request_id: 0.0 for f in flights},
                          {f.request_id: 0.0 for f in flights}, 0.0, 0.0, set())
-    for window in windows:
+    pending = sorted(flights, key=lambda f: f.start_s)
+    alive: list[Flight] = []
+    next_index = 0
+    for window in sorted(windows, key=lambda w: w.start_s):
+        while next_index < len(pending) and pending[next_index].start_s < window.end_s:
+            alive.append(pending[next_index])
+            next_index += 1
+        alive = [f for f in alive if f.end_s > window.start_s]
         weights: dict[str, float] = {}
-        for flight in flights:
+        for flight in alive:
             overlap = min(window.end_s, flight.end_s) - max(window.start_s, flight.start_s)
             if overlap <= 0:
                 continue
@@ -93,3 +105,29 @@ def attribute(
             result.energy_j[request_id] += window.energy_j * fraction
             result.busy_s[request_id] += duration * fraction
     return result
+
+
+def synthesise(flights: Sequence[Flight], start_s: float, end_s: float, *, active_w: float,
+               idle_w: float) -> list[Window]:
+    """Windows for a device without a meter: active watts while any flight runs, idle otherwise.
+
+    One window per stretch between consecutive flight starts and ends, so the split that
+    follows sees who shared the device when (the same rule as for metered windows).
+    """
+    edges = {start_s, end_s}
+    for flight in flights:
+        for edge in (flight.start_s, flight.end_s):
+            if start_s < edge < end_s:
+                edges.add(edge)
+    points = sorted(edges)
+    spans = sorted((max(f.start_s, start_s), min(f.end_s, end_s)) for f in flights)
+    windows: list[Window] = []
+    index, reach = 0, float("-inf")
+    for left, right in itertools.pairwise(points):
+        while index < len(spans) and spans[index][0] <= left:
+            reach = max(reach, spans[index][1])
+            index += 1
+        busy = reach > left
+        watts = active_w if busy else idle_w
+        windows.append(Window(left, right, watts * (right - left)))
+    return windows

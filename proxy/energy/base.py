@@ -16,10 +16,15 @@ class Availability:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class EnergySample:
-    """Joules since the meter started, at a monotonic time in seconds."""
+    """Joules since the meter started, at a monotonic time in seconds.
+
+    `device_id` is set by meters that learn which device they read (a worker names its own;
+    behind one Service URL successive reads may reach different workers).
+    """
 
     energy_j: float
     at_s: float
+    device_id: str | None = None
 
     def __sub__(self, earlier: EnergySample) -> EnergyDelta:
         return EnergyDelta(self.energy_j - earlier.energy_j, self.at_s - earlier.at_s)

@@ -23,6 +23,9 @@ class RemoteEnergy(BaseModel):
     reason: str = ""
     energy_j: float = 0.0
     parts_j: dict[str, float] = {}  # per device, when the worker meters several
+    # The device this counter belongs to (host and GPU UUID or CPU package); the worker sends
+    # the same id on every response (x-sprout-device), so rows and samples meet.
+    device: str | None = None
 
 
 class RemoteMeter(EnergyMeter):
@@ -53,7 +56,7 @@ class RemoteMeter(EnergyMeter):
             raise MeterUnavailable(self._last.reason)
         self._last = Availability(True, f"remote {document.meter} at {self._url}")
         self.name = f"remote:{document.meter}"
-        return EnergySample(document.energy_j, time.monotonic())
+        return EnergySample(document.energy_j, time.monotonic(), document.device)
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

@@ -22,6 +22,7 @@ from evaluator.sampling import delete_expired
 from evaluator.schedule import ScheduleRule, should_evaluate
 from proxy.accounting.tables import evaluations
 from proxy.carbon.base import CarbonIntensityProvider
+from proxy.carbon.history import CIHistory, hourly_values
 from proxy.carbon.window import trailing_stats
 from proxy.config import Settings
 from proxy.directives.store import CatalogueStore
@@ -37,7 +38,7 @@ class EvaluationJob:
 
     def __init__(self, *, engine: Engine, settings: Settings, serving: Serving,
                  registry: PoolRegistry, provider: CarbonIntensityProvider, leader: LeaderLock,
-                 catalogues: CatalogueStore,
+                 catalogues: CatalogueStore, history: CIHistory,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._engine = engine
         self._settings = settings
@@ -46,6 +47,7 @@ class EvaluationJob:
         self._provider = provider
         self._leader = leader
         self._catalogues = catalogues
+        self._history = history
         self._clock = clock
 
     async def tick(self) -> str:
@@ -60,13 +62,11 @@ class EvaluationJob:
         last = await asyncio.to_thread(self._last_started)
         hours = math.inf if last is None else (now - last).total_seconds() / 3600
         current = await self._provider.current(now)
-        recent = await self._provider.history(now - timedelta(hours=2, minutes=30), now)
-        values = [r.g_per_kwh for r in recent[-2:]] + [current.g_per_kwh]
-        while len(values) < 3:
-            values.insert(0, values[0])
+        # The recorded history (ci_readings): a live provider has no past of its own.
         window = timedelta(days=settings.optimiser_trailing_days)
-        stats = trailing_stats(await self._provider.history(now - window, now), now, window,
-                               current)
+        history = await self._history.readings(None, self._provider, now - window, now)
+        values = hourly_values(history, now, current)
+        stats = trailing_stats(history, now, window, current)
         rule = ScheduleRule(settings.evaluator_max_idle_h, settings.evaluator_grace_h,
                             settings.evaluator_staleness_rate_per_h)
         if not should_evaluate(hours, (values[0], values[1], values[2]), stats.mean_g_per_kwh,

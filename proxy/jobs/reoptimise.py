@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from proxy.accounting import repository
 from proxy.carbon.base import CarbonIntensityProvider, CIReading
+from proxy.carbon.history import CIHistory
 from proxy.carbon.window import CIStats, trailing_stats
 from proxy.classify.classifier import CLASSES
 from proxy.config import Settings
@@ -41,6 +42,7 @@ class Reoptimiser:
         holder: AllocationHolder,
         provider: CarbonIntensityProvider,
         leader: LeaderLock,
+        history: CIHistory,
         planner: JointPlanner | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -50,6 +52,7 @@ class Reoptimiser:
         self._holder = holder
         self.provider = provider
         self._leader = leader
+        self._history = history
         self._planner = planner  # set: solve the joint directive + placement LP
         self._clock = clock
         self.last_solve_ms = 0.0
@@ -63,9 +66,11 @@ class Reoptimiser:
         await asyncio.to_thread(self._catalogues.reload, self._engine)  # an admin's PUT
         window = timedelta(days=settings.optimiser_trailing_days)
         reading = await self.provider.current(now)
-        history = await self.provider.history(now - window, now)
-        recorded, usage, verdicts = await asyncio.to_thread(self._read, now, window)
-        stats = trailing_stats([*history, *recorded], now, window, reading)
+        # The one recorded history (ci_readings, written by the leader every carbon refresh)
+        # plus the provider's own past, if it knows one: causal trailing statistics.
+        history = await self._history.readings(None, self.provider, now - window, now)
+        usage, verdicts = await asyncio.to_thread(self._read, now)
+        stats = trailing_stats(history, now, window, reading)
         built = build_terms(
             self._catalogues.current.ids, CLASSES, usage, verdicts,
             ci_g_per_kwh=reading.g_per_kwh,
@@ -129,15 +134,12 @@ class Reoptimiser:
         return Allocation(levels, rows, baseline, reason, solution.pools,
                           solution.placement), solution
 
-    def _read(self, now: datetime,
-              window: timedelta) -> tuple[list[CIReading], list[Usage], list[Verdict]]:
+    def _read(self, now: datetime) -> tuple[list[Usage], list[Verdict]]:
         horizon = now - timedelta(hours=8 * self._settings.optimiser_half_life_h)
         with self._engine.connect() as connection:
-            recorded = [CIReading(value, at if at.tzinfo else at.replace(tzinfo=UTC), "recorded")
-                        for at, value in repository.recorded_ci(connection, now - window)]
             usage = repository.recent_usage(connection, now, horizon)
             verdicts = repository.recent_verdicts(connection, now, horizon)
-        return recorded, usage, verdicts
+        return usage, verdicts
 
     def _persist(self, values: dict[str, Any]) -> None:
         with self._engine.begin() as connection:

@@ -39,8 +39,17 @@ class PoolAccounting(BaseModel):
 
     # auto: the upstream's /metrics/energy (a sprout worker, or one in meter-only mode beside
     # vLLM/llama.cpp), else estimates. remote: meter_url. nvml/rapl/apple: this host's device.
-    meter: Literal["auto", "remote", "nvml", "rapl", "apple", "estimate"] = "auto"
+    # dcgm/kepler: the Prometheus exporter at meter_url (NVIDIA's DCGM exporter, per GPU;
+    # Kepler, per container), summing the series that meter_labels selects.
+    meter: Literal["auto", "remote", "nvml", "rapl", "apple", "dcgm", "kepler",
+                   "estimate"] = "auto"
     meter_url: str | None = None
+    # dcgm/kepler: exact label matches, e.g. {UUID: GPU-...} or {pod: ..., namespace: ...};
+    # empty sums every series the exporter reports.
+    meter_labels: dict[str, str] = Field(default_factory=dict)
+    # The device id of a pool-level meter (default `<pool>:<meter>`): rows and samples meet on
+    # it. Per-backend meters (auto) name devices themselves (proxy/energy/devices.py).
+    device: str | None = Field(default=None, min_length=1, max_length=256)
     hardware: str = "a100"  # estimate profile (proxy/energy/estimate.py)
     active_w: float | None = Field(default=None, gt=0)  # override the profile's figures
     idle_w: float | None = Field(default=None, ge=0)

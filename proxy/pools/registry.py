@@ -6,9 +6,8 @@ import dataclasses
 import itertools
 
 from proxy.backends.base import Backend
-from proxy.energy.accountant import EnergyAccountant
 from proxy.errors import InvalidRequest, NotFound
-from proxy.pools.admission import Admission
+from proxy.pools.admission import Admission, share
 from proxy.pools.breaker import CircuitBreaker
 from proxy.pools.config import Endpoint, PoolConfig
 
@@ -26,16 +25,30 @@ class Pool:
         self.backends = backends
         self.breakers = [CircuitBreaker(config.breaker_failures, config.breaker_cooldown_s)
                          for _ in backends]
-        self.per_backend_limit = config.max_concurrency_per_backend
-        limit = config.max_concurrency
-        if self.per_backend_limit is not None:
-            limit = min(limit, self.per_backend_limit * len(backends))
-        self.admission = Admission(limit, config.max_queue)
+        per_backend = config.max_concurrency_per_backend
+        # This replica's share of each backend's limit (all of it until the heartbeat says).
+        self.backend_limits: list[int] | None = (
+            [per_backend] * len(backends) if per_backend is not None else None)
+        self.admission = Admission(self._pool_limit(config.max_concurrency), config.max_queue)
+        self.admission.max_concurrency = config.max_concurrency
         self.backend_in_flight = [0] * len(backends)
-        self.accountant: EnergyAccountant | None = None  # set by the lifespan
         self._next = itertools.count()
         # No model names configured (and none discovered): pass any model name through.
         self.routes = {route.name: route.target for route in config.models} or {WILDCARD: ""}
+
+    def _pool_limit(self, limit: int) -> int:
+        if self.backend_limits is not None:
+            return min(limit, sum(self.backend_limits))
+        return limit
+
+    def take_share(self, replicas_alive: int, index: int) -> None:
+        """Take this replica's share of the fleet-wide limits (see `proxy/jobs/heartbeat.py`)."""
+        per_backend = self.config.max_concurrency_per_backend
+        if per_backend is not None:
+            self.backend_limits = [share(per_backend, replicas_alive, index, offset)
+                                   for offset in range(len(self.backends))]
+        self.admission.set_limit(self._pool_limit(
+            share(self.config.max_concurrency, replicas_alive, index)))
 
     def attempt_order(self, attempts: int) -> list[tuple[Backend, CircuitBreaker]]:
         """Backends for successive attempts, skipping those whose circuit breaker is open.
@@ -46,9 +59,9 @@ class Pool:
         start = next(self._next)
         count = len(self.backends)
         indices = [(start + i) % count for i in range(count)]
-        if self.per_backend_limit is not None:
-            limit = self.per_backend_limit
-            indices = sorted((i for i in indices if self.backend_in_flight[i] < limit),
+        if self.backend_limits is not None:
+            limits = self.backend_limits
+            indices = sorted((i for i in indices if self.backend_in_flight[i] < limits[i]),
                              key=lambda i: self.backend_in_flight[i])
         order = []
         for i in range(attempts if indices else 0):

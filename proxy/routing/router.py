@@ -2,8 +2,9 @@
 
 No I/O: pool facts come from the pools' configuration and live state (admission, breakers),
 grid intensity from the CarbonService's cached readings, forecasts from in-memory predictors.
-The decision is recorded on the ledger row (`route_policy`, `predicted_output_tokens`,
-`predicted_energy_j`) so an operator can check the forecasts against what happened.
+The decision is returned as a `RouteDecision` value that serving puts on the ledger row
+(`route_policy`, `predicted_output_tokens`, `predicted_energy_j`), so an operator can check
+the forecasts against what happened.
 """
 
 from __future__ import annotations
@@ -42,6 +43,27 @@ class RoutingConfig:
     threshold_pool: str | None = None
     threshold_input_tokens: float = 32.0
     threshold_output_tokens: float = 32.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RouteAsk:
+    """What the router needs to know about one request."""
+
+    endpoint: str
+    task_class: str | None
+    level: str | None
+    prompt_chars: int
+    max_tokens: int | None = None
+    lam: float | None = None  # the key's own lambda, if its policy sets one
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RouteDecision:
+    """The policy that ordered the pools and the forecasts for the first one."""
+
+    policy: str | None = None
+    predicted_output_tokens: float | None = None
+    predicted_energy_j: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -95,30 +117,28 @@ class Router:
             ci_g_per_kwh=self.intensity(static.region), pue=static.pue,
             embodied_g_per_s=static.embodied_g_per_s, params_b=static.params_b,
             slo=static.slo, observed=self.latency.observed(pool.name, now_s),
-            free_slot=admission.in_flight + admission.waiting < admission.max_concurrency,
+            free_slot=admission.in_flight + admission.waiting < admission.limit,
             can_queue=admission.waiting < admission.max_queue,
             usable=pool.usable, load=admission.load)
 
-    def order(self, routes: list[Route], row: LedgerRow, *, prompt_chars: int,
-              max_tokens: int | None, lam: float | None = None) -> list[Route]:
-        """The candidates best first; records the decision on the row."""
+    def order(self, routes: list[Route], ask: RouteAsk) -> tuple[list[Route], RouteDecision]:
+        """The candidates best first, and the decision with its forecasts."""
         config = self.config
         if len(routes) == 1:  # nothing to rank; still record the forecast
-            self._record(row, routes[0], prompt_chars, max_tokens, "single")
-            return routes
-        if config.policy == "least_loaded" or row.endpoint == "embeddings":
+            return routes, self._single(ask, routes[0])
+        if config.policy == "least_loaded" or ask.endpoint == "embeddings":
             ordered = sorted(routes, key=lambda r: (not r.pool.usable, r.pool.admission.load))
-            row.route_policy = "least_loaded"
-            return ordered
-        lam = config.lam if lam is None else lam
+            return ordered, RouteDecision("least_loaded")
+        lam = config.lam if ask.lam is None else ask.lam
         now_s = self.clock()
-        input_tokens = self.inputs.predict(prompt_chars)
+        input_tokens = self.inputs.predict(ask.prompt_chars)
         by_name = {route.pool.name: route for route in routes}
+        klass, level, max_tokens = ask.task_class, ask.level, ask.max_tokens
         # Each pool is scored at its own output forecast (the EWMA is per pool).
         forecasts = {name: Forecast(
             input_tokens,
-            self.predictor.predict(row.task_class, row.directive_level, name, max_tokens),
-            self.predictor.spread(row.task_class, row.directive_level, name, max_tokens))
+            self.predictor.predict(klass, level, name, max_tokens),
+            self.predictor.spread(klass, level, name, max_tokens))
             for name in by_name}
         ranked = self._rank([self.facts(route.pool, now_s) for route in routes],
                             forecasts, lam)
@@ -127,20 +147,19 @@ class Router:
             policy = (f"threshold:{config.threshold_pool}<=({config.threshold_input_tokens:g},"
                       f"{config.threshold_output_tokens:g})")
         elif config.policy == "joint":
-            ranked, policy = self._placed(ranked, row, policy)
+            ranked, policy = self._placed(ranked, ask, policy)
         best = ranked[0]
-        row.route_policy = policy
-        row.predicted_output_tokens = round(forecasts[best.pool].output_tokens, 1)
-        row.predicted_energy_j = round(best.energy_j, 3)
-        return [by_name[scored.pool] for scored in ranked]
+        decision = RouteDecision(policy, round(forecasts[best.pool].output_tokens, 1),
+                                 round(best.energy_j, 3))
+        return [by_name[scored.pool] for scored in ranked], decision
 
-    def _placed(self, ranked: list[Scored], row: LedgerRow,
+    def _placed(self, ranked: list[Scored], ask: RouteAsk,
                 fallback: str) -> tuple[list[Scored], str]:
         """Joint policy: the first pool drawn from the LP's placement, the rest in cost order.
 
         Only when the LP placed this class and level and the drawn pool is in the first tier.
         """
-        found = self.placement(row.task_class, row.directive_level) if self.placement else None
+        found = self.placement(ask.task_class, ask.level) if self.placement else None
         if found is None:
             return ranked, f"joint:unplanned:{fallback}"
         names, weights = found
@@ -167,16 +186,15 @@ class Router:
                 lam=lam, objective=config.objective)
         return rank_by_cost(facts, forecasts, lam=lam, objective=config.objective)
 
-    def _record(self, row: LedgerRow, route: Route, prompt_chars: int,
-                max_tokens: int | None, policy: str) -> None:
-        row.route_policy = policy
-        if row.endpoint != "embeddings":
-            output = self.predictor.predict(row.task_class, row.directive_level,
-                                            route.pool.name, max_tokens)
-            static = self.statics[route.pool.name]
-            row.predicted_output_tokens = round(output, 1)
-            row.predicted_energy_j = round(static.profile.predict(
-                self.inputs.predict(prompt_chars), output, static.params_b).energy_j, 3)
+    def _single(self, ask: RouteAsk, route: Route) -> RouteDecision:
+        if ask.endpoint == "embeddings":
+            return RouteDecision("single")
+        output = self.predictor.predict(ask.task_class, ask.level, route.pool.name,
+                                        ask.max_tokens)
+        static = self.statics[route.pool.name]
+        energy_j = static.profile.predict(self.inputs.predict(ask.prompt_chars), output,
+                                          static.params_b).energy_j
+        return RouteDecision("single", round(output, 1), round(energy_j, 3))
 
     def observe(self, row: LedgerRow, prompt_chars: int) -> None:
         """Learn from a finished request (successful ones only)."""

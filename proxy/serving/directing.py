@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
-from proxy.accounting.record import LedgerRow
 from proxy.auth.keys import KeyRing
 from proxy.classify.classifier import classify
 from proxy.directives.catalogue import Catalogue
@@ -16,8 +16,20 @@ from proxy.protocol.chat import ChatCompletionRequest
 from proxy.protocol.completions import CompletionRequest
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class DirectiveDecision:
+    """What the Director decided: the level (or off | exempt), its text's hash, the class."""
+
+    level: str | None = None
+    text_sha256: str | None = None
+    task_class: str | None = None
+
+
+NO_DIRECTIVE = DirectiveDecision()  # embeddings, and requests rejected before the decision
+
+
 class Director:
-    """Pure apart from one uniform draw; no I/O. Records its decision on the ledger row."""
+    """Pure apart from one uniform draw; no I/O. Returns its decision as a value."""
 
     def __init__(self, catalogues: CatalogueStore, holder: AllocationHolder, keys: KeyRing,
                  default: str, rng: random.Random) -> None:
@@ -39,21 +51,20 @@ class Director:
         return self._keys.policy(key_id)
 
     def apply(
-        self, row: LedgerRow, request: ChatCompletionRequest | CompletionRequest,
+        self, request: ChatCompletionRequest | CompletionRequest, key_id: str | None,
         header: str | None,
-    ) -> ChatCompletionRequest | CompletionRequest:
-        """The request as it goes upstream; raises InvalidRequest for a bad header."""
+    ) -> tuple[ChatCompletionRequest | CompletionRequest, DirectiveDecision]:
+        """The request as it goes upstream and the decision; InvalidRequest for a bad header."""
         catalogue = self.catalogues.current
-        choice = choose(catalogue, header=header, key_policy=self._keys.policy(row.api_key_id),
+        choice = choose(catalogue, header=header, key_policy=self._keys.policy(key_id),
                         default=self._default, structured=request.is_structured())
-        row.task_class = classify(request.task_text())
+        task_class = classify(request.task_text())
         if choice.mode == "auto":
-            level = self.holder.current.draw(row.task_class, self._rng.random())
+            level = self.holder.current.draw(task_class, self._rng.random())
         elif choice.mode == "pinned" and choice.level is not None:
             level = choice.level
         else:
-            row.directive_level = choice.mode  # off | exempt
-            return request
+            return request, DirectiveDecision(choice.mode, None, task_class)  # off | exempt
         directive = catalogue.get(level)
         if directive is None:  # a level dropped from the catalogue since the last solve
             directive = catalogue.baseline
@@ -62,9 +73,6 @@ class Director:
                 request = inject_chat(request, directive.text)
             elif inject_completion(request):
                 request = inject_completion_text(request, directive.text)
-            else:
-                row.directive_level = "exempt"  # token-id prompts cannot carry text
-                return request
-        row.directive_level = directive.level
-        row.directive_hash = directive.text_sha256
-        return request
+            else:  # token-id prompts cannot carry text
+                return request, DirectiveDecision("exempt", None, task_class)
+        return request, DirectiveDecision(directive.level, directive.text_sha256, task_class)

@@ -1,18 +1,25 @@
-"""Exchange: one request in flight — its ledger row, its clock readings, how it ends."""
+"""Exchange: one request in flight — what serving has learnt so far, and its one frozen row.
+
+Serving owns this mutable state; the components it asks return values (the Director a
+`DirectiveDecision`, the Router a `RouteDecision`, the stream tap its outcome) and `record`
+assembles them into the single frozen `LedgerRow` when the request ends.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from datetime import UTC, datetime
 
 from starlette.types import Receive
 
 from proxy.accounting.record import LedgerRow
 from proxy.backends.base import Backend
-from proxy.energy.accountant import EnergyAccountant
 from proxy.errors import LedgerStatus, ProxyError
 from proxy.protocol.errors import ErrorEnvelope
 from proxy.protocol.streaming import Usage
+from proxy.routing.router import RouteDecision
+from proxy.serving.directing import NO_DIRECTIVE, DirectiveDecision
 from proxy.serving.usage_estimate import tokens_from_chars
 
 # Not an HTTP status anyone receives: nginx's "client closed request", used in the ledger.
@@ -21,13 +28,36 @@ CLIENT_CLOSED_REQUEST = 499
 
 @dataclasses.dataclass(slots=True)
 class Exchange:
-    """Per-request timing and accounting; `upstream_s` is time spent waiting on backends."""
+    """Per-request timing and facts; `upstream_s` is time spent waiting on backends."""
 
-    row: LedgerRow
-    started_at: float
+    request_id: str
+    created_at: datetime
+    endpoint: str
+    started_at: float  # perf_counter at arrival
     upstream_s: float = 0.0
     prompt_chars: int = 0
-    accountant: EnergyAccountant | None = None  # the pool's, once the request is admitted
+    api_key_id: str | None = None
+    is_evaluator: bool = False
+    requested_model: str | None = None
+    stream: bool = False
+    captured_request: str | None = None
+    directive: DirectiveDecision = NO_DIRECTIVE
+    route: RouteDecision = dataclasses.field(default_factory=RouteDecision)
+    pool: str | None = None
+    backend_kind: str | None = None
+    backend_url: str | None = None
+    upstream_model: str | None = None
+    retries: int = 0
+    decoding: str | None = None
+    device_id: str | None = None  # the device that answered (set with the first byte)
+    served_at: datetime | None = None  # admitted to the pool that answered
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    usage_estimated: bool = False
+    usage_source: str = "none"
+    ttft_ms: float | None = None
+    overhead_ms: float | None = None
+    finish_reason: str | None = None
     failure: ProxyError | None = None  # why the last pool tried could not answer
     backend: Backend | None = None  # the backend holding this request (per-backend limits)
 
@@ -35,25 +65,24 @@ class Exchange:
         """Milliseconds since the request reached the proxy."""
         return (time.perf_counter() - self.started_at) * 1000.0
 
-    def overhead_ms(self) -> float:
+    def overhead_so_far_ms(self) -> float:
         """Time so far that the proxy itself spent (everything but waiting on backends)."""
         return max(0.0, self.elapsed_ms() - self.upstream_s * 1000.0)
 
     def set_usage(self, usage: Usage | None, *, completion_estimate: int, source: str) -> None:
         """Upstream usage when present; otherwise a labelled estimate."""
-        row = self.row
         if usage is not None:
-            row.prompt_tokens = usage.prompt_tokens
-            row.completion_tokens = usage.completion_tokens
-            row.usage_estimated = False
-            row.usage_source = "upstream"
+            self.prompt_tokens = usage.prompt_tokens
+            self.completion_tokens = usage.completion_tokens
+            self.usage_estimated = False
+            self.usage_source = "upstream"
             return
-        row.prompt_tokens = tokens_from_chars(self.prompt_chars)
-        row.completion_tokens = completion_estimate
-        row.usage_estimated = True
-        row.usage_source = source
+        self.prompt_tokens = tokens_from_chars(self.prompt_chars)
+        self.completion_tokens = completion_estimate
+        self.usage_estimated = True
+        self.usage_source = source
 
-    def end(
+    def record(
         self,
         status: LedgerStatus,
         http_status: int,
@@ -61,27 +90,36 @@ class Exchange:
         error_type: str | None = None,
         error_message: str | None = None,
     ) -> LedgerRow:
-        """Close the row; the caller submits it."""
-        row = self.row
-        row.status = status
-        row.http_status = http_status
-        row.error_type = error_type
-        row.error_message = error_message[:2000] if error_message else None
-        row.latency_ms = self.elapsed_ms()
-        if row.overhead_ms is None:
-            row.overhead_ms = self.overhead_ms()
-        return row
-
-    def end_with_error(self, exc: ProxyError) -> LedgerRow:
-        """Close the row for an error the client receives."""
-        if self.row.prompt_tokens is None and self.prompt_chars:
-            self.set_usage(None, completion_estimate=0, source="estimate_chars")
-        return self.end(
-            exc.ledger_status,
-            exc.status_code,
-            error_type=exc.code or exc.error_type,
-            error_message=exc.message,
+        """The request's one frozen row (energy and carbon are added by serving)."""
+        overhead_ms = self.overhead_ms if self.overhead_ms is not None else (
+            self.overhead_so_far_ms())
+        directive, route = self.directive, self.route
+        return LedgerRow(
+            request_id=self.request_id, created_at=self.created_at, endpoint=self.endpoint,
+            stream=self.stream, api_key_id=self.api_key_id,
+            requested_model=self.requested_model, upstream_model=self.upstream_model,
+            pool=self.pool, backend=self.backend_kind, backend_url=self.backend_url,
+            prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
+            usage_estimated=self.usage_estimated, usage_source=self.usage_source,
+            ttft_ms=self.ttft_ms, latency_ms=self.elapsed_ms(), overhead_ms=overhead_ms,
+            http_status=http_status, status=status, error_type=error_type,
+            error_message=error_message[:2000] if error_message else None,
+            finish_reason=self.finish_reason, retries=self.retries,
+            is_evaluator=self.is_evaluator, decoding=self.decoding,
+            route_policy=route.policy, predicted_output_tokens=route.predicted_output_tokens,
+            predicted_energy_j=route.predicted_energy_j, directive_level=directive.level,
+            directive_hash=directive.text_sha256, task_class=directive.task_class,
+            device_id=self.device_id, served_at=self.served_at,
+            ended_at=datetime.now(UTC),
+            captured_request=self.captured_request,
         )
+
+    def record_error(self, exc: ProxyError) -> LedgerRow:
+        """The row for an error the client receives."""
+        if self.prompt_tokens is None and self.prompt_chars:
+            self.set_usage(None, completion_estimate=0, source="estimate_chars")
+        return self.record(exc.ledger_status, exc.status_code,
+                           error_type=exc.code or exc.error_type, error_message=exc.message)
 
 
 def error_body(exc: ProxyError) -> bytes:

@@ -15,8 +15,10 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from proxy.accounting.ledger_writer import LedgerWriter
+from proxy.accounting.provisional import ProvisionalAccounts
 from proxy.accounting.record import LedgerRow
 from proxy.backends.base import UpstreamRequest, UpstreamResponse
+from proxy.energy.devices import DeviceMap
 from proxy.errors import (
     BackendUnavailable,
     Overloaded,
@@ -31,7 +33,7 @@ from proxy.protocol.chat import ChatCompletionRequest
 from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
 from proxy.protocol.errors import ErrorEnvelope
 from proxy.protocol.streaming import ResponseProbe, StreamOptions
-from proxy.routing.router import Router
+from proxy.routing.router import RouteAsk, Router
 from proxy.serving.capture import CapturePolicy
 from proxy.serving.directing import Director
 from proxy.serving.exchange import (
@@ -40,6 +42,7 @@ from proxy.serving.exchange import (
     error_body,
     wait_for_disconnect,
 )
+from proxy.serving.flights import InFlight
 from proxy.serving.retry import RetryPolicy
 from proxy.serving.stream_tap import SSETap
 from proxy.serving.tapped_stream import TappedStream
@@ -60,6 +63,9 @@ class Serving:
         retry: RetryPolicy,
         rng: random.Random,
         director: Director,
+        accounts: ProvisionalAccounts,
+        devices: DeviceMap,
+        flights: InFlight,
         capture: CapturePolicy | None = None,
         router: Router | None = None,
     ) -> None:
@@ -69,21 +75,24 @@ class Serving:
         self.retry = retry
         self.rng = rng
         self.director = director
+        self.accounts = accounts
+        self.devices = devices
+        self.flights = flights
         self.capture = capture
 
     def begin(self, endpoint: Endpoint) -> Exchange:
-        """Start the clock and the row for a request that just arrived."""
-        row = LedgerRow(
+        """Start the clock for a request that just arrived."""
+        return Exchange(
             # 128 random bits from the seeded generator: unique without a syscall per request.
             request_id=f"req_{self.rng.getrandbits(128):032x}",
             created_at=datetime.now(UTC),
             endpoint=endpoint,
+            started_at=time.perf_counter(),
         )
-        return Exchange(row=row, started_at=time.perf_counter())
 
     def reject(self, exchange: Exchange, exc: ProxyError) -> Response:
         """Answer an error in OpenAI's envelope and record it."""
-        self._record(exchange, exchange.end_with_error(exc))
+        self._record(exchange, exchange.record_error(exc))
         return Response(
             error_body(exc),
             status_code=exc.status_code,
@@ -99,47 +108,46 @@ class Serving:
         directive_header: str | None = None,
     ) -> Response:
         """Answer a parsed, authenticated request; never raises."""
-        row = exchange.row
-        row.requested_model = request.model
-        row.stream = request.is_stream
+        exchange.requested_model = request.model
+        exchange.stream = request.is_stream
         exchange.prompt_chars = request.prompt_chars()
-        endpoint: Endpoint = row.endpoint  # type: ignore[assignment]
+        endpoint: Endpoint = exchange.endpoint  # type: ignore[assignment]
         try:
             if not isinstance(request, EmbeddingRequest):  # never a directive on embeddings
-                if (not row.is_evaluator and self.capture is not None
-                        and self.capture.wants(row.api_key_id)):
-                    row.captured_request = request.to_json_bytes().decode()
-                request = self.director.apply(row, request, directive_header)
+                if (not exchange.is_evaluator and self.capture is not None
+                        and self.capture.wants(exchange.api_key_id)):
+                    exchange.captured_request = request.to_json_bytes().decode()
+                request, exchange.directive = self.director.apply(
+                    request, exchange.api_key_id, directive_header)
             routes = self.registry.candidates(request.model, endpoint)
             if self.router is not None:
-                routes = self.router.order(
-                    routes, row, prompt_chars=exchange.prompt_chars,
-                    max_tokens=_max_tokens(request), lam=self._key_lambda(row))
+                directive = exchange.directive
+                routes, exchange.route = self.router.order(routes, RouteAsk(
+                    endpoint, directive.task_class, directive.level, exchange.prompt_chars,
+                    _max_tokens(request), self._key_lambda(exchange.api_key_id)))
         except ProxyError as exc:
             return self.reject(exchange, exc)
         failure: ProxyError | None = None
         for index, route in enumerate(routes):
             if index:
-                row.retries += 1  # failover to the next pool, before any byte was sent
-            row.pool = route.pool.name
-            row.backend = route.pool.config.kind
-            row.upstream_model = route.upstream_model
+                exchange.retries += 1  # failover to the next pool, before any byte was sent
+            pool = route.pool
+            exchange.pool = pool.name
+            exchange.backend_kind = pool.config.kind
+            exchange.upstream_model = route.upstream_model
             try:
-                await route.pool.admission.acquire(route.pool.name)
+                await pool.admission.acquire(pool.name)
             except Overloaded as exc:
                 failure = exc
                 continue
-            if route.pool.accountant is not None:
-                exchange.accountant = route.pool.accountant
-                exchange.accountant.begin(row)
+            exchange.served_at = datetime.now(UTC)
+            self.flights.begin(pool.name, exchange.request_id, exchange.served_at)
             answer = await self._attempt(exchange, route, request, receive,
                                          last=index == len(routes) - 1)
             if answer is not None:
                 return answer
             failure = exchange.failure
-            if exchange.accountant is not None:  # the next pool meters the request instead
-                exchange.accountant.withdraw(row)
-                exchange.accountant = None
+            exchange.served_at = None  # the next pool serves it instead
         assert failure is not None
         return self.reject(exchange, failure)
 
@@ -178,7 +186,7 @@ class Serving:
         self, exchange: Exchange, route: Route, request: InferenceRequest, receive: Receive
     ) -> Response:
         payload = request.model_copy(update={"model": route.upstream_model})
-        upstream = UpstreamRequest(exchange.row.endpoint, payload, stream=False)  # type: ignore[arg-type]
+        upstream = UpstreamRequest(exchange.endpoint, payload, stream=False)  # type: ignore[arg-type]
         with _CancelOnDisconnect(receive) as watch:
             try:
                 response, body = await self._with_retries(exchange, route.pool, upstream, _read)
@@ -187,7 +195,8 @@ class Serving:
                     raise
                 # The client left; the cancelled fetch has closed the upstream connection.
                 exchange.set_usage(None, completion_estimate=0, source="estimate_chars")
-                self._record(exchange, exchange.end("client_disconnect", CLIENT_CLOSED_REQUEST))
+                self._record(exchange,
+                             exchange.record("client_disconnect", CLIENT_CLOSED_REQUEST))
                 return Response(status_code=CLIENT_CLOSED_REQUEST)
         return self._unary_answer(exchange, response, body)
 
@@ -207,12 +216,12 @@ class Serving:
         if status >= 400:
             error_type = _upstream_error_type(body) or f"upstream_http_{status}"
             self._record(exchange,
-                exchange.end("upstream_error", status, error_type=error_type,
-                             error_message=body[:2000].decode(errors="replace"))
+                exchange.record("upstream_error", status, error_type=error_type,
+                                error_message=body[:2000].decode(errors="replace"))
             )
         else:
-            exchange.row.finish_reason = probe.finish_reason() if probe else None
-            self._record(exchange, exchange.end("ok", status))
+            exchange.finish_reason = probe.finish_reason() if probe else None
+            self._record(exchange, exchange.record("ok", status))
         return Response(body, status_code=status, media_type=response.content_type, headers=headers)
 
     async def _stream(
@@ -224,7 +233,7 @@ class Serving:
         payload = request.model_copy(
             update={"model": route.upstream_model, "stream_options": forced}
         )
-        upstream = UpstreamRequest(exchange.row.endpoint, payload, stream=True)  # type: ignore[arg-type]
+        upstream = UpstreamRequest(exchange.endpoint, payload, stream=True)  # type: ignore[arg-type]
         response, first = await self._with_retries(exchange, route.pool, upstream, _first_chunk)
         if response.status_code != 200:
             self._release(route.pool, exchange)
@@ -237,33 +246,28 @@ class Serving:
             iterator=iterator,
             first_chunk=chunk,
             headers=self._headers(exchange),
-            on_done=lambda row: self._stream_done(route.pool, exchange, row),
+            on_record=lambda row: self._record(exchange, row),
+            on_close=lambda: self._release(route.pool, exchange),
         )
 
-    def _stream_done(self, pool: Pool, exchange: Exchange, row: LedgerRow) -> None:
-        self._release(pool, exchange)
-        self._record(exchange, row)
-
-    @staticmethod
-    def _release(pool: Pool, exchange: Exchange) -> None:
+    def _release(self, pool: Pool, exchange: Exchange) -> None:
         """Give back the admission slot and the backend's (exactly once per admission)."""
         if exchange.backend is not None:
             pool.unclaim(exchange.backend)
             exchange.backend = None
         pool.admission.release()
+        self.flights.end(pool.name, exchange.request_id)
 
-    def _key_lambda(self, row: LedgerRow) -> float | None:
-        policy = self.director.key_policy(row.api_key_id)
+    def _key_lambda(self, key_id: str | None) -> float | None:
+        policy = self.director.key_policy(key_id)
         return policy.routing_lambda if policy is not None else None
 
     def _record(self, exchange: Exchange, row: LedgerRow) -> None:
-        """Hand a finished row on: to its pool's accountant, else straight to the ledger."""
+        """The row gets its provisional energy and goes to the journal and the ledger."""
+        row = self.accounts.apply(row)
         if self.router is not None:
             self.router.observe(row, exchange.prompt_chars)
-        if exchange.accountant is not None:
-            exchange.accountant.finish(row)
-        else:
-            self.ledger.submit(row)
+        self.ledger.submit(row)
 
     async def _with_retries(
         self,
@@ -273,23 +277,24 @@ class Serving:
         first_bytes: Callable[[UpstreamResponse], Awaitable[T]],
     ) -> tuple[UpstreamResponse, T]:
         """Try backends in turn until one yields its first bytes; no retry after that."""
-        row = exchange.row
         last: BackendUnavailable | None = None
         for attempt, (backend, breaker) in enumerate(
                 pool.attempt_order(self.retry.max_attempts)):
             if attempt:
-                row.retries += 1
+                exchange.retries += 1
                 pause_s = self.retry.backoff_s(attempt, self.rng)
                 exchange.upstream_s += pause_s  # waiting, not proxy work
                 await asyncio.sleep(pause_s)
-            row.backend_url = backend.url
+            exchange.backend_url = backend.url
             sent_at = time.perf_counter()
             pool.claim(backend)
             exchange.backend = backend
             answered = False
             try:
                 response = await backend.send(upstream)
-                row.decoding = response.decoding
+                exchange.decoding = response.decoding
+                exchange.device_id = response.device or self.devices.device_for(
+                    pool.name, backend.url)
                 try:
                     if response.status_code >= 500 or response.status_code == 429:
                         detail = (await response.read())[:300].decode(errors="replace")
@@ -335,15 +340,14 @@ class Serving:
 
     @staticmethod
     def _headers(exchange: Exchange) -> dict[str, str]:
-        row = exchange.row
         headers = {
-            "x-request-id": row.request_id,
-            "x-proxy-overhead-ms": f"{exchange.overhead_ms():.3f}",
+            "x-request-id": exchange.request_id,
+            "x-proxy-overhead-ms": f"{exchange.overhead_so_far_ms():.3f}",
         }
-        if row.pool:
-            headers["x-sprout-pool"] = row.pool
-        if row.directive_level:
-            headers["x-sprout-directive"] = row.directive_level
+        if exchange.pool:
+            headers["x-sprout-pool"] = exchange.pool
+        if exchange.directive.level:
+            headers["x-sprout-directive"] = exchange.directive.level
         return headers
 
 

@@ -23,6 +23,10 @@ class TappedStream(Response):
 
     Starlette's StreamingResponse notices a departed client only when it next writes, which
     could be never for a stalled upstream, so this response also listens on `receive`.
+
+    The row is recorded (`on_record`: journal, then ledger) *before* the bytes that complete
+    the answer (`data: [DONE]`) go out, so a process killed after the client has its answer
+    still has the row; `on_close` runs once the upstream connection is closed.
     """
 
     media_type = "text/event-stream"
@@ -36,7 +40,8 @@ class TappedStream(Response):
         iterator: AsyncIterator[bytes],
         first_chunk: bytes,
         headers: dict[str, str],
-        on_done: Callable[[LedgerRow], None],
+        on_record: Callable[[LedgerRow], None],
+        on_close: Callable[[], None],
     ) -> None:
         self.status_code = 200
         self.background = None
@@ -47,12 +52,14 @@ class TappedStream(Response):
         self._response = response
         self._iterator = iterator
         self._first_chunk = first_chunk
-        self._on_done = on_done
+        self._on_record = on_record
+        self._on_close = on_close
         self._failure: BackendUnavailable | None = None
         self._tap_s = 0.0
+        self._recorded = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pump until the upstream ends or the client leaves, then settle the row once."""
+        """Pump until the upstream ends or the client leaves; the row is recorded once."""
         pump = asyncio.ensure_future(self._pump(send))
         watch = asyncio.ensure_future(wait_for_disconnect(receive))
         disconnected = False
@@ -68,12 +75,13 @@ class TappedStream(Response):
         finally:
             watch.cancel()
             await self._close()
-            self._on_done(self._settle(disconnected))
+            self._record(disconnected)
+            self._on_close()
 
     async def _pump(self, send: Send) -> None:
         exchange = self._exchange
         # Everything before the first byte, less the time spent waiting on the backend.
-        exchange.row.overhead_ms = exchange.overhead_ms()
+        exchange.overhead_ms = exchange.overhead_so_far_ms()
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         await self._forward(send, self._first_chunk)
         try:
@@ -83,13 +91,17 @@ class TappedStream(Response):
             self._failure = exc
             envelope = ErrorEnvelope.of(f"upstream stream failed: {exc}", "upstream_error")
             await self._send(send, b"data: " + envelope.to_json_bytes() + b"\n\n")
-        await self._send(send, self._tap.finish())
+        rest = self._tap.finish()
+        self._record(disconnected=False)
+        await self._send(send, rest)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _forward(self, send: Send, chunk: bytes) -> None:
         started = time.perf_counter()
         out = self._tap.feed(chunk)
         self._tap_s += time.perf_counter() - started
+        if self._tap.saw_done and not self._recorded:
+            self._record(disconnected=False)  # before the client can see the answer end
         await self._send(send, out)
 
     @staticmethod
@@ -103,24 +115,30 @@ class TappedStream(Response):
         with contextlib.suppress(Exception):
             await self._response.aclose()
 
+    def _record(self, disconnected: bool) -> None:
+        if self._recorded:
+            return
+        self._recorded = True
+        self._on_record(self._settle(disconnected))
+
     def _settle(self, disconnected: bool) -> LedgerRow:
         exchange, tap = self._exchange, self._tap
-        row = exchange.row
         if tap.first_token_at is not None:
-            row.ttft_ms = (tap.first_token_at - exchange.started_at) * 1000.0
-        row.finish_reason = tap.finish_reason
-        exchange.set_usage(tap.usage, completion_estimate=tap.token_events, source="stream_events")
-        row.overhead_ms = (row.overhead_ms or 0.0) + self._tap_s * 1000.0
+            exchange.ttft_ms = (tap.first_token_at - exchange.started_at) * 1000.0
+        exchange.finish_reason = tap.finish_reason
+        exchange.set_usage(tap.usage, completion_estimate=tap.token_events,
+                           source="stream_events")
+        exchange.overhead_ms = (exchange.overhead_ms or 0.0) + self._tap_s * 1000.0
         if disconnected:
-            return exchange.end("client_disconnect", 200, error_type="client_disconnect")
+            return exchange.record("client_disconnect", 200, error_type="client_disconnect")
         if self._failure is not None:
             status: LedgerStatus = "timeout" if self._failure.timed_out else "upstream_error"
-            return exchange.end(status, 200, error_type="stream_interrupted",
-                                error_message=str(self._failure))
+            return exchange.record(status, 200, error_type="stream_interrupted",
+                                   error_message=str(self._failure))
         if tap.error_payload is not None:
-            return exchange.end("upstream_error", 200, error_type="upstream_stream_error",
-                                error_message=tap.error_payload.decode(errors="replace"))
+            return exchange.record("upstream_error", 200, error_type="upstream_stream_error",
+                                   error_message=tap.error_payload.decode(errors="replace"))
         if not tap.saw_done and tap.finish_reason is None:
-            return exchange.end("upstream_error", 200, error_type="stream_truncated",
-                                error_message="upstream closed the stream without finishing")
-        return exchange.end("ok", 200)
+            return exchange.record("upstream_error", 200, error_type="stream_truncated",
+                                   error_message="upstream closed the stream without finishing")
+        return exchange.record("ok", 200)

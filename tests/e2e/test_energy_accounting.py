@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.ledger import wait_rows
+from tests.conftest import MASTER_KEY
+from tests.support.ledger import wait_rows, wait_settled
 from tests.support.postgres import free_port
 from tests.support.servers import ChildProcess
 
@@ -30,21 +32,26 @@ def test_rows_are_metered_labelled_and_sum_to_the_meter(start_proxy, demo_model_
         proxy = start_proxy([], database_url, upstream_url=f"http://127.0.0.1:{port}/v1",
                             carbon_static_g_per_kwh=200.0)
         client = proxy.client()
+        time.sleep(1.0)  # the leader's sampler has read the device before the first request
         for _ in range(3):  # one at a time: each alone on the device
             client.chat.completions.create(model="sprout-demo-tiny", messages=MESSAGES,
                                            max_tokens=24, temperature=0)
-            time.sleep(1.2)  # let a tick pass between them
+            time.sleep(1.2)  # let a sample pass between them
         threads = [threading.Thread(target=lambda: client.chat.completions.create(
             model="sprout-demo-tiny", messages=MESSAGES, max_tokens=48)) for _ in range(3)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        rows = wait_rows(database_url, 6, timeout_s=20)
-        stats = httpx.get(proxy.root + "/health").json()["pools"][0]["energy"]
+        first = wait_rows(database_url, 6, timeout_s=20)
+        rows = wait_settled(database_url, 6, timeout_s=30)
+        (pool,) = httpx.get(proxy.root + "/admin/pools",
+                            headers={"authorization": f"Bearer {MASTER_KEY}"}).json()
     finally:
         worker.stop()
 
+    # Written at once, provisional; settled by the leader from the device's own counter.
+    assert {r["energy_method"] for r in first} <= {"provisional", "measured", "apportioned"}
     assert all(r["energy_j"] > 0 for r in rows)
     assert {r["energy_method"] for r in rows[:3]} <= {"measured", "apportioned"}
     assert "measured" in {r["energy_method"] for r in rows[:3]}
@@ -53,13 +60,19 @@ def test_rows_are_metered_labelled_and_sum_to_the_meter(start_proxy, demo_model_
     assert all(r["operational_g_co2e"] == pytest.approx(r["energy_j"] / 3.6e6 * 200.0)
                for r in rows)
     assert all(r["embodied_g_co2e"] > 0 for r in rows)
-    # Conservation: what the rows carry plus the idle bucket is exactly what was metered,
-    # and the meter (50 W) agrees with the windows' length.
-    assert stats["meter"].startswith("remote") and stats["method"] == "measured"
-    assert sum(r["energy_j"] for r in rows) == pytest.approx(stats["attributed_j"], rel=1e-9)
-    assert stats["attributed_j"] + stats["idle_j"] == pytest.approx(stats["metered_j"],
-                                                                    rel=1e-9)
-    assert stats["metered_j"] == pytest.approx(50.0 * stats["window_s"], rel=0.05)
+    (device,) = pool["devices"]
+    assert {r["device_id"] for r in rows} == {device["device_id"]}
+    assert device["available"] and device["meter"].startswith("remote")
+    # Conservation: what the rows carry plus the idle bucket is what was metered, and the
+    # meter (50 W) agrees with the windows' length.
+    with sqlite3.connect(f"{tmp_path}/ledger.db") as connection:
+        span_s = connection.execute(
+            "SELECT (julianday(max(end_at)) - julianday(min(start_at))) * 86400 "
+            "FROM energy_windows").fetchone()[0]
+    assert sum(r["energy_j"] for r in rows) == pytest.approx(device["attributed_j"], rel=1e-6)
+    assert device["attributed_j"] + device["idle_j"] == pytest.approx(device["metered_j"],
+                                                                      rel=1e-9)
+    assert device["metered_j"] == pytest.approx(50.0 * span_s, rel=0.05)
 
 
 @pytest.mark.worker

@@ -143,7 +143,7 @@ def test_one_leader_among_replicas_and_followers_publish_its_allocation(
 ) -> None:
     upgrade_to_head(pg_url)
     engine = create_engine(normalise_url(pg_url))
-    first, second = LeaderLock(engine), LeaderLock(engine)
+    first, second = LeaderLock(engine, cache_s=0), LeaderLock(engine, cache_s=0)
     assert first.is_leader() and not second.is_leader()
     assert first.is_leader()  # still held
     first.release()

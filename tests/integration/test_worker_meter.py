@@ -49,7 +49,13 @@ def test_unavailable_worker_meter_reports_why() -> None:
 @pytest.mark.worker
 def test_the_model_worker_serves_its_meter(worker: str) -> None:
     document = httpx.get(worker.removesuffix("/v1") + "/metrics/energy").json()
-    assert set(document) == {"available", "meter", "reason", "energy_j", "parts_j"}
+    assert set(document) == {"available", "meter", "reason", "energy_j", "parts_j", "device"}
+    # The device it names is the one its responses name, so rows and samples meet.
+    answer = httpx.post(worker + "/chat/completions", json={
+        "model": "sprout-demo-tiny", "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 2})
+    assert answer.headers["x-sprout-device"] == document["device"]
+    assert document["device"].endswith("/cpu")
     if not document["available"]:  # CI machines have no RAPL/NVML: it says why
         assert document["reason"]
 

@@ -43,3 +43,24 @@ def wait_rows(database_url: str, count: int, timeout_s: float = 10.0) -> list[di
         found = rows(database_url)
     assert len(found) >= count, f"expected {count} ledger rows, found {len(found)}"
     return found
+
+
+def wait_settled(database_url: str, count: int, timeout_s: float = 20.0) -> list[dict[str, Any]]:
+    """Wait until at least `count` rows are settled (final energy), then every row."""
+    deadline = time.monotonic() + timeout_s
+    settled = 0
+    while time.monotonic() < deadline:
+        engine = create_engine(normalise_url(database_url))
+        try:
+            with engine.connect() as connection:
+                settled = connection.execute(select(func.count()).select_from(requests).where(
+                    requests.c.settled_at.is_not(None))).scalar() or 0
+        except Exception:
+            settled = 0
+        finally:
+            engine.dispose()
+        if settled >= count:
+            break
+        time.sleep(0.1)
+    assert settled >= count, f"expected {count} settled rows, found {settled}"
+    return rows(database_url)

@@ -18,8 +18,8 @@ def test_operational_and_embodied_grams() -> None:
     assert per_s == pytest.approx(1.6715e-4, rel=1e-3)  # Sprout's 26,356.568 g over 5 years
     row = LedgerRow(request_id="r", created_at=datetime.now(UTC), endpoint="chat")
     reading = CIReading(400.0, datetime.now(UTC), "electricitymaps:DE:direct")
-    fill(row, energy_j=1800.0, busy_s=2.0, method="apportioned", reading=reading, pue=1.5,
-         embodied_g_per_s=per_s)
+    row = fill(row, energy_j=1800.0, busy_s=2.0, method="apportioned", reading=reading,
+               pue=1.5, embodied_g_per_s=per_s)
     assert row.energy_j == 1800.0 and row.energy_method == "apportioned"
     assert row.operational_g_co2e == pytest.approx(1800 / 3.6e6 * 400 * 1.5)
     assert row.embodied_g_co2e == pytest.approx(2.0 * per_s)
@@ -28,8 +28,8 @@ def test_operational_and_embodied_grams() -> None:
 
 def test_a_request_that_never_reached_a_device_has_no_footprint() -> None:
     row = LedgerRow(request_id="r", created_at=datetime.now(UTC), endpoint="chat")
-    fill(row, energy_j=0.0, busy_s=0.0, method="none",
-         reading=CIReading(1.0, datetime.now(UTC), "x"), pue=1.0, embodied_g_per_s=1.0)
+    row = fill(row, energy_j=0.0, busy_s=0.0, method="none",
+               reading=CIReading(1.0, datetime.now(UTC), "x"), pue=1.0, embodied_g_per_s=1.0)
     assert row.energy_j is None and row.operational_g_co2e is None
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy import Engine, desc, select
 
+from proxy.accounting import windows
 from proxy.accounting.tables import evaluations, optimiser_runs, quality_scores
 from proxy.api.admin.deps import AdminDep
 from proxy.directives.catalogue import DirectiveLevel
@@ -25,8 +26,9 @@ async def pools(state: AdminDep) -> list[dict[str, Any]]:
     answer = []
     router = state.serving.router
     now_s = router.clock() if router is not None else 0.0
+    known = await asyncio.to_thread(_devices, state.engine)
     for pool in state.registry.pools:
-        accountant = pool.accountant
+        pool_devices = [device for device in known if pool.name in device["pools"]]
         observed = router.latency.observed(pool.name, now_s) if router is not None else None
         region = pool.config.accounting.region
         reading = state.carbon.latest(region)
@@ -42,8 +44,11 @@ async def pools(state: AdminDep) -> list[dict[str, Any]]:
                                                              strict=True)],
             "region": region, "pue": pool.config.accounting.pue,
             "ci_g_per_kwh": reading.g_per_kwh, "ci_source": reading.source,
-            "energy": dataclasses.asdict(accountant.stats) if accountant else None,
-            "meter": dataclasses.asdict(accountant.meter_availability()) if accountant else None,
+            "replica_share": pool.admission.limit,
+            # Fleet-wide, from settlement: each device's meter and metered/attributed/idle J.
+            "energy": {name: sum(device[name] for device in pool_devices)
+                       for name in ("metered_j", "attributed_j", "idle_j")},
+            "devices": pool_devices,
             "routing": {
                 "hardware": pool.config.accounting.hardware,
                 "model_params_b": pool.config.model_params_b,
@@ -135,3 +140,8 @@ def _scores(engine: Engine, evaluation_id: str) -> list[dict[str, Any]]:
     with engine.connect() as connection:
         return [dict(r._mapping) for r in connection.execute(select(quality_scores).where(
             quality_scores.c.evaluation_id == evaluation_id))]
+
+
+def _devices(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        return windows.devices(connection)

@@ -1,0 +1,150 @@
+"""Journal: a local append-only file of finished rows, so a killed process loses none.
+
+`LedgerWriter.submit` appends each row here (one `write(2)` to an `O_APPEND` file: it is in the
+kernel's page cache when the call returns, so it survives a SIGKILL or OOM kill of the process
+as long as the machine stays up) before the row is queued for the database, and before the
+answer's last bytes reach the client. The writer syncs the file to disk about once a second,
+so a machine crash can lose at most that last second of rows.
+
+Files are segments named `<owner>.<n>.jsonl`; each process holds an exclusive `flock` on
+`<owner>.lock` while it lives. A segment is deleted once every row in it is in the database
+(or the spill file). At start a process adopts the segments of owners whose lock is free
+(they died) and replays them idempotently, so `serve --workers N` processes sharing `var/`,
+and a restarted replica, recover each other's rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from proxy.accounting.record import LedgerRow
+
+log = logging.getLogger(__name__)
+
+SEGMENT_ROWS = 20_000
+
+
+class Journal:
+    """One process's journal; `append` returns the row's sequence number."""
+
+    def __init__(self, directory: Path, *, segment_rows: int = SEGMENT_ROWS) -> None:
+        self.directory = directory
+        self.owner = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._segment_rows = segment_rows
+        self._lock_fd: int | None = None
+        self._fd: int | None = None
+        self._segment = 0
+        self._segment_count = 0
+        self._seq = 0
+        self._closed: list[tuple[Path, int]] = []  # full segments and their last sequence
+        self._current: Path | None = None
+        self._sync_lock = threading.Lock()
+
+    def open(self) -> None:
+        """Take this owner's lock and start the first segment."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.directory / f"{self.owner}.lock",
+                                os.O_WRONLY | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._rotate()
+
+    def _rotate(self) -> None:
+        if self._fd is not None:
+            assert self._current is not None
+            self._closed.append((self._current, self._seq))
+            os.close(self._fd)
+        self._segment += 1
+        self._segment_count = 0
+        self._current = self.directory / f"{self.owner}.{self._segment}.jsonl"
+        self._fd = os.open(self._current, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def append(self, row: LedgerRow) -> int:
+        """Write one row (request path: one small write, no fsync); its sequence number."""
+        if self._fd is None:
+            raise RuntimeError("journal is not open")
+        if self._segment_count >= self._segment_rows:
+            self._rotate()
+        os.write(self._fd, (json.dumps(row.as_json_values()) + "\n").encode())
+        self._segment_count += 1
+        self._seq += 1
+        return self._seq
+
+    def sync(self) -> None:
+        """Fsync the open segment (from a worker thread): bounds what a machine crash loses."""
+        fd = self._fd
+        if fd is not None:
+            with self._sync_lock, contextlib.suppress(OSError):
+                os.fsync(fd)
+
+    def release(self, seq: int) -> None:
+        """Every row up to `seq` is in the database (or spilled): drop covered segments."""
+        while self._closed and self._closed[0][1] <= seq:
+            path, _ = self._closed.pop(0)
+            path.unlink(missing_ok=True)
+
+    def close(self, *, all_written: bool) -> None:
+        """Close; with everything written, the segments and the lock go too."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if all_written:
+            for path, _ in self._closed:
+                path.unlink(missing_ok=True)
+            if self._current is not None:
+                self._current.unlink(missing_ok=True)
+            (self.directory / f"{self.owner}.lock").unlink(missing_ok=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def orphans(self) -> Iterator[tuple[str, list[Path]]]:
+        """Segments of owners that died, each owner's lock held while the caller replays."""
+        if not self.directory.exists():
+            return
+        for lock in sorted(self.directory.glob("*.lock")):
+            owner = lock.stem
+            if owner == self.owner:
+                continue
+            try:
+                fd = os.open(lock, os.O_WRONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # alive
+                segments = sorted(self.directory.glob(f"{owner}.*.jsonl"),
+                                  key=lambda p: int(p.name.split(".")[1]))
+                yield owner, segments
+            finally:
+                os.close(fd)
+
+    @staticmethod
+    def forget(owner_dir: Path, owner: str, segments: list[Path]) -> None:
+        """Delete a dead owner's replayed segments and its lock."""
+        for path in segments:
+            path.unlink(missing_ok=True)
+        (owner_dir / f"{owner}.lock").unlink(missing_ok=True)
+
+    @staticmethod
+    def read(path: Path) -> list[LedgerRow]:
+        """Rows of a segment; a torn last line (killed mid-write) is logged and skipped."""
+        rows: list[LedgerRow] = []
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(LedgerRow.from_json_values(json.loads(line)))
+                except (ValueError, TypeError, KeyError):
+                    log.error("journal %s line %d is unreadable; skipped", path, number)
+        return rows

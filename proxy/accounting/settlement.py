@@ -1,0 +1,380 @@
+"""Settlement: each device's windows split among every replica's rows, fleet-wide, once.
+
+Runs on the jobs leader only (PostgreSQL advisory lock; on SQLite the one process). Rows are
+written when their request ends, carrying a provisional estimate; samples of each device's
+cumulative counter are written by the leader's sampler (`proxy/energy/sampler.py`). Each run,
+per device:
+
+1. **Horizon.** A window may close only when no row that overlaps it can still arrive: every
+   live replica's heartbeat (`replicas`) says when its oldest request in flight on the
+   device's pools started and when its oldest row not yet in the database arrived. The
+   horizon is the earliest of those (and of the heartbeats). A request held open longer than
+   `max_hold_s` no longer holds the horizon back: windows close without its share, and its row
+   is labelled `estimated` if nothing was attributed to it.
+2. **Windows.** Consecutive samples up to the horizon make windows (a counter that went
+   backwards, a reset, gives an estimated window). A device that has never produced a sample
+   gets windows synthesised from its pool's hardware profile over the rows themselves.
+3. **Split.** `energy/attribution.attribute` shares each window among the rows from all
+   replicas that overlapped it (token-weighted, prefill against decode). Shares accumulate
+   on the row (`settled_j`, `settled_busy_s`, `settled_shared`); once the horizon has passed a
+   row's end it is final: `energy_method` becomes `measured` (alone on the device),
+   `apportioned` (shared) or `estimated`, with its gCO2e recomputed.
+4. **Record.** One `energy_windows` row per device per run: metered = attributed + idle.
+
+Everything here is off the request path; each device settles in its own transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import json
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+
+from proxy.accounting.provisional import PROVISIONAL, PoolAccounts
+from proxy.accounting.tables import energy_devices, energy_samples, energy_windows, replicas
+from proxy.accounting.tables import requests as requests_table
+from proxy.carbon.embodied import operational_g
+from proxy.energy.attribution import Flight, Window, attribute, synthesise
+from proxy.jobs.leader import LeaderLock
+
+log = logging.getLogger(__name__)
+
+MAX_SAMPLES_PER_RUN = 5_000
+SAMPLE_RETENTION = timedelta(hours=6)  # samples kept behind a device's settled point
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SettlementConfig:
+    """Timings (Settings: `settlement_*`)."""
+
+    replica_timeout_s: float = 15.0  # a replica silent this long is taken as dead
+    margin_s: float = 1.0  # windows end at least this far in the past
+    max_hold_s: float = 600.0  # no request holds a window open longer than this
+    prefill_weight: float = 1.0
+    decode_weight: float = 4.0
+
+
+@dataclasses.dataclass
+class SettlementStats:
+    """Totals since start, for logs and tests."""
+
+    runs: int = 0
+    windows: int = 0
+    settled_rows: int = 0
+    metered_j: float = 0.0
+    idle_j: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Row:
+    request_id: str
+    pool: str | None
+    served_s: float
+    ended_s: float
+    prompt_tokens: int
+    completion_tokens: int
+    settled_j: float
+    settled_busy_s: float
+    settled_shared: bool
+    touched: bool
+    ci_g_per_kwh: float | None
+    pue: float | None
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _at(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, UTC)
+
+
+class Settlement:
+    """`run_once` is scheduled every `settlement_interval_s` on every replica; leads or idles."""
+
+    def __init__(self, engine: Engine, pools: dict[str, PoolAccounts], leader: LeaderLock,
+                 config: SettlementConfig | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._engine = engine
+        self._pools = pools
+        self._leader = leader
+        self.config = config or SettlementConfig()
+        self._clock = clock
+        self.stats = SettlementStats()
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process led at its last check."""
+        return self._leader.held
+
+    async def run_once(self) -> str:
+        """Settle what can be settled now (leader only)."""
+        if not await asyncio.to_thread(self._leader.is_leader):
+            return "follower"
+        return await asyncio.to_thread(self.settle)
+
+    def settle(self) -> str:
+        """Blocking: one pass over every device."""
+        now = self._clock()
+        with self._engine.connect() as connection:
+            horizons, floor = self._horizons(connection, now)
+            devices = self._devices(connection)
+        settled = 0
+        for device_id, (pools, metered, through) in devices.items():
+            horizon = min((horizons.get(pool, floor) for pool in pools), default=floor)
+            try:
+                with self._engine.begin() as connection:
+                    if metered:
+                        settled += self._settle_metered(connection, device_id, pools, through,
+                                                        horizon, now)
+                    else:
+                        settled += self._settle_estimated(connection, device_id, pools,
+                                                          through, horizon, now)
+            except Exception:  # one device's trouble must not stop the others
+                log.exception("settlement of device %s failed; retried next run", device_id)
+        self.stats.runs += 1
+        self.stats.settled_rows += settled
+        return f"settled {settled} rows on {len(devices)} devices"
+
+    # -- horizon ---------------------------------------------------------------------------
+
+    def _horizons(self, connection: Connection,
+                  now: datetime) -> tuple[dict[str, float], float]:
+        """Per pool, the latest time every window before which may close; and the floor."""
+        config = self.config
+        base = (now - timedelta(seconds=config.margin_s)).timestamp()
+        hold = (now - timedelta(seconds=config.max_hold_s)).timestamp()
+        live_since = now - timedelta(seconds=config.replica_timeout_s)
+        per_pool: dict[str, float] = {}
+        for row in connection.execute(select(replicas).where(
+                replicas.c.heartbeat_at >= live_since)):
+            base = min(base, _aware(row.heartbeat_at).timestamp())
+            if row.pending_since is not None:
+                base = min(base, _aware(row.pending_since).timestamp())
+            for pool, started in json.loads(row.in_flight_json or "{}").items():
+                started_s = datetime.fromisoformat(started).timestamp()
+                per_pool[pool] = min(per_pool.get(pool, started_s), started_s)
+        horizons = {pool: max(hold, min(base, started_s)) for pool, started_s in per_pool.items()}
+        floor = max(hold, base)
+        # Devices of unknown pools wait for every pool.
+        horizons[""] = min([floor, *horizons.values()])
+        return horizons, floor
+
+    def _devices(self, connection: Connection) -> dict[str, tuple[list[str], bool, float | None]]:
+        """Every device with unsettled rows or samples: its pools, whether metered, progress."""
+        found: dict[str, tuple[list[str], bool, float | None]] = {}
+        known = {row.device_id: row for row in connection.execute(select(energy_devices))}
+        sampled = {device for (device,) in connection.execute(
+            select(energy_samples.c.device_id).distinct())}
+        unsettled = connection.execute(
+            select(requests_table.c.device_id, requests_table.c.pool).where(
+                requests_table.c.settled_at.is_(None), requests_table.c.device_id.is_not(None),
+                requests_table.c.served_at.is_not(None)).distinct()).all()
+        row_pools: dict[str, set[str]] = {}
+        for device_id, pool in unsettled:
+            row_pools.setdefault(device_id, set()).add(pool or "")
+        for device_id in set(row_pools) | sampled:
+            info = known.get(device_id)
+            pools = set(row_pools.get(device_id, set()))
+            if info is not None and info.pools:
+                pools.update(info.pools.split(","))
+            through = (_aware(info.settled_through).timestamp()
+                       if info is not None and info.settled_through is not None else None)
+            found[device_id] = (sorted(pools) or [""], device_id in sampled, through)
+        return found
+
+    # -- metered devices -------------------------------------------------------------------
+
+    def _settle_metered(self, connection: Connection, device_id: str, pools: list[str],
+                        through: float | None, horizon: float, now: datetime) -> int:
+        query = select(energy_samples.c.sampled_at, energy_samples.c.energy_j).where(
+            energy_samples.c.device_id == device_id,
+            energy_samples.c.sampled_at <= _at(horizon))
+        if through is not None:
+            query = query.where(energy_samples.c.sampled_at >= _at(through))
+        samples = [(_aware(at).timestamp(), joules) for at, joules in connection.execute(
+            query.order_by(energy_samples.c.sampled_at).limit(MAX_SAMPLES_PER_RUN))]
+        if through is None and samples:
+            # The device's first samples: rows that ended before them cannot be metered.
+            self._ensure_device(connection, device_id, pools, samples[0][0])
+            through = samples[0][0]
+        if len(samples) < 2:
+            return self._finish_late(connection, device_id, through, now)
+        start_s, end_s = samples[0][0], samples[-1][0]
+        rows = self._rows(connection, device_id, start_s, end_s)
+        flights = [self._flight(row) for row in rows]
+        windows: list[Window] = []
+        estimated: set[str] = set()
+        profile = self._accounts(pools)
+        for (left, left_j), (right, right_j) in itertools.pairwise(samples):
+            if right <= left:
+                continue
+            if right_j >= left_j:
+                windows.append(Window(left, right, right_j - left_j))
+                continue
+            # The counter went backwards (driver reload, exporter restart): estimate this one.
+            inside = [f for f in flights if f.start_s < right and f.end_s > left]
+            estimated.update(f.request_id for f in inside)
+            if profile is not None:
+                windows.extend(synthesise(inside, left, right, active_w=profile.profile.active_w,
+                                          idle_w=profile.profile.idle_w))
+        return self._apply(connection, device_id, rows, flights, windows, end_s,
+                           "measured" if not estimated else "measured+reset", estimated, now)
+
+    # -- devices without a meter -------------------------------------------------------------
+
+    def _settle_estimated(self, connection: Connection, device_id: str, pools: list[str],
+                          through: float | None, horizon: float, now: datetime) -> int:
+        accounts = self._accounts(pools)
+        if through is None:
+            first = connection.execute(select(func.min(requests_table.c.served_at)).where(
+                requests_table.c.device_id == device_id,
+                requests_table.c.settled_at.is_(None))).scalar()
+            if first is None:
+                return 0
+            through = _aware(first).timestamp()
+            self._ensure_device(connection, device_id, pools, None)
+        if horizon <= through:
+            return 0
+        rows = self._rows(connection, device_id, through, horizon)
+        flights = [self._flight(row) for row in rows]
+        if accounts is None:
+            windows = [Window(through, horizon, 0.0)]
+        else:
+            profile = accounts.profile
+            windows = synthesise(flights, through, horizon, active_w=profile.active_w,
+                                 idle_w=profile.idle_w)
+        return self._apply(connection, device_id, rows, flights, windows, horizon, "estimated",
+                           {row.request_id for row in rows}, now)
+
+    # -- shared steps ------------------------------------------------------------------------
+
+    def _accounts(self, pools: Sequence[str]) -> PoolAccounts | None:
+        for pool in pools:
+            if pool in self._pools:
+                return self._pools[pool]
+        return None
+
+    def _rows(self, connection: Connection, device_id: str, start_s: float,
+              end_s: float) -> list[_Row]:
+        columns = requests_table.c
+        query = select(
+            columns.request_id, columns.pool, columns.served_at, columns.ended_at,
+            columns.prompt_tokens, columns.completion_tokens, columns.settled_j,
+            columns.settled_busy_s, columns.settled_shared, columns.ci_g_per_kwh, columns.pue,
+        ).where(columns.device_id == device_id, columns.settled_at.is_(None),
+                columns.served_at.is_not(None), columns.served_at < _at(end_s),
+                columns.ended_at > _at(start_s))
+        return [_Row(row.request_id, row.pool, _aware(row.served_at).timestamp(),
+                     _aware(row.ended_at).timestamp(), row.prompt_tokens or 0,
+                     row.completion_tokens or 0, row.settled_j or 0.0, row.settled_busy_s or 0.0,
+                     bool(row.settled_shared), row.settled_j is not None, row.ci_g_per_kwh,
+                     row.pue) for row in connection.execute(query)]
+
+    @staticmethod
+    def _flight(row: _Row) -> Flight:
+        return Flight(row.request_id, row.served_s, max(row.ended_s, row.served_s),
+                      row.prompt_tokens, row.completion_tokens)
+
+    def _apply(self, connection: Connection, device_id: str, rows: list[_Row],
+               flights: list[Flight], windows: list[Window], through: float, method: str,
+               estimated: set[str], now: datetime) -> int:
+        config = self.config
+        result = attribute(windows, flights, prefill_weight=config.prefill_weight,
+                           decode_weight=config.decode_weight)
+        metered_j = sum(w.energy_j for w in windows)
+        attributed_j = sum(result.energy_j.values())
+        partial, final = [], []
+        for row in rows:
+            joules = row.settled_j + result.energy_j.get(row.request_id, 0.0)
+            busy_s = row.settled_busy_s + result.busy_s.get(row.request_id, 0.0)
+            shared = row.settled_shared or row.request_id in result.shared
+            values = {"rid": row.request_id, "settled_j": joules, "settled_busy_s": busy_s,
+                      "settled_shared": shared}
+            if row.ended_s > through:
+                partial.append(values)
+                continue
+            if row.request_id in estimated:
+                label = "estimated"
+            else:
+                label = "apportioned" if shared else "measured"
+            final.append(values | self._final(row, joules, busy_s, label, now))
+        if partial:
+            connection.execute(update(requests_table).where(
+                requests_table.c.request_id == bindparam("rid")).values(
+                settled_j=bindparam("settled_j"), settled_busy_s=bindparam("settled_busy_s"),
+                settled_shared=bindparam("settled_shared")), partial)
+        if final:
+            connection.execute(update(requests_table).where(
+                requests_table.c.request_id == bindparam("rid")).values(
+                settled_j=bindparam("settled_j"), settled_busy_s=bindparam("settled_busy_s"),
+                settled_shared=bindparam("settled_shared"), energy_j=bindparam("energy_j"),
+                energy_method=bindparam("energy_method"),
+                operational_g_co2e=bindparam("operational_g_co2e"),
+                embodied_g_co2e=bindparam("embodied_g_co2e"),
+                settled_at=bindparam("settled_at")), final)
+        if windows:
+            connection.execute(insert(energy_windows).values(
+                device_id=device_id, start_at=_at(windows[0].start_s),
+                end_at=_at(windows[-1].end_s), metered_j=metered_j, attributed_j=attributed_j,
+                idle_j=result.idle_j, rows=len(flights), method=method, settled_at=now))
+        connection.execute(update(energy_devices).where(
+            energy_devices.c.device_id == device_id).values(settled_through=_at(through)))
+        connection.execute(delete(energy_samples).where(
+            energy_samples.c.device_id == device_id,
+            energy_samples.c.sampled_at < _at(through) - SAMPLE_RETENTION))
+        late = self._finish_late(connection, device_id, through, now)
+        self.stats.windows += 1 if windows else 0
+        self.stats.metered_j += metered_j
+        self.stats.idle_j += result.idle_j
+        return len(final) + late
+
+    def _final(self, row: _Row, joules: float, busy_s: float, label: str,
+               now: datetime) -> dict[str, Any]:
+        accounts = self._pools.get(row.pool or "")
+        embodied = busy_s * accounts.embodied_g_per_s if accounts is not None else None
+        operational = (operational_g(joules, row.ci_g_per_kwh, row.pue or 1.0)
+                       if row.ci_g_per_kwh is not None else None)
+        return {"energy_j": joules, "energy_method": label, "operational_g_co2e": operational,
+                "embodied_g_co2e": embodied, "settled_at": now}
+
+    @staticmethod
+    def _finish_late(connection: Connection, device_id: str, through: float | None,
+                     now: datetime) -> int:
+        """Rows that arrived after their windows closed keep their estimate, labelled so."""
+        if through is None:
+            return 0
+        columns = requests_table.c
+        late = and_(columns.device_id == device_id, columns.settled_at.is_(None),
+                    columns.ended_at <= _at(through))
+        untouched = connection.execute(update(requests_table).where(
+            late, columns.settled_j.is_(None), columns.energy_method == PROVISIONAL).values(
+            energy_method="estimated", settled_at=now)).rowcount
+        touched = connection.execute(update(requests_table).where(
+            late, columns.settled_j.is_not(None)).values(
+            energy_j=columns.settled_j, energy_method="apportioned", settled_at=now)).rowcount
+        return int(untouched or 0) + int(touched or 0)
+
+    @staticmethod
+    def _ensure_device(connection: Connection, device_id: str, pools: list[str],
+                       first_sample_s: float | None) -> None:
+        exists = connection.execute(select(energy_devices.c.device_id).where(
+            energy_devices.c.device_id == device_id)).first()
+        through = _at(first_sample_s) if first_sample_s is not None else None
+        if exists is None:
+            connection.execute(insert(energy_devices).values(
+                device_id=device_id, pools=",".join(p for p in pools if p),
+                available=first_sample_s is not None,
+                reason=None if first_sample_s is not None else "no meter: estimated",
+                settled_through=through))
+        elif through is not None:
+            connection.execute(update(energy_devices).where(
+                energy_devices.c.device_id == device_id,
+                energy_devices.c.settled_through.is_(None)).values(settled_through=through))
