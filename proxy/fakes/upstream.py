@@ -45,6 +45,7 @@ class FakeStats:
     cancelled: int = 0
     dropped: int = 0
     active: int = 0
+    max_active: int = 0  # most requests it held at once (fleet-wide limits are checked on it)
     cancelled_at: list[float] = dataclasses.field(default_factory=list)
     bodies: collections.deque[dict[str, Any]] = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=50)
@@ -121,6 +122,7 @@ class ScriptedUpstream:
         behaviour = self.queue.popleft() if self.queue else self.default
         self.stats.requests += 1
         self.stats.active += 1
+        self.stats.max_active = max(self.stats.max_active, self.stats.active)
         try:
             await self._answer(endpoint, request, behaviour, receive, send)
         except _Dropped:
