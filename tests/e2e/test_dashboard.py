@@ -82,7 +82,10 @@ def test_dashboard_plots_render_in_headless_chromium(start_proxy, fake, pg_url: 
         assert count("return document.querySelectorAll('#chart-ci circle').length") == 48
         assert count("return document.querySelectorAll('#chart-mix rect').length") == 24 * 3
         assert count("return document.querySelectorAll('#chart-carbon path').length") == 2
-        assert count("return document.querySelectorAll('#chart-energy rect').length") == 2
+        # Per pool: its requests' joules and its devices' idle joules (none metered here).
+        assert count("return document.querySelectorAll('#chart-energy rect').length") == 4
+        legend = driver.find_element(By.ID, "legend-energy").text
+        assert "(idle)" in legend
         status = driver.find_element(By.ID, "status").text
         assert status == "24 hours, 192 requests"
         screenshot = tmp_path / "dashboard.png"

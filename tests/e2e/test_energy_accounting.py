@@ -45,8 +45,12 @@ def test_rows_are_metered_labelled_and_sum_to_the_meter(start_proxy, demo_model_
             thread.join()
         first = wait_rows(database_url, 6, timeout_s=20)
         rows = wait_settled(database_url, 6, timeout_s=30)
-        (pool,) = httpx.get(proxy.root + "/admin/pools",
-                            headers={"authorization": f"Bearer {MASTER_KEY}"}).json()
+        admin = {"authorization": f"Bearer {MASTER_KEY}"}
+        (pool,) = httpx.get(proxy.root + "/admin/pools", headers=admin).json()
+        stats = httpx.get(proxy.root + "/admin/stats", headers=admin).json()
+        series = httpx.get(proxy.root + "/admin/timeseries", headers=admin).json()
+        (later_pool,) = httpx.get(proxy.root + "/admin/pools", headers=admin).json()
+        (later,) = later_pool["devices"]
     finally:
         worker.stop()
 
@@ -73,6 +77,13 @@ def test_rows_are_metered_labelled_and_sum_to_the_meter(start_proxy, demo_model_
     assert device["attributed_j"] + device["idle_j"] == pytest.approx(device["metered_j"],
                                                                       rel=1e-9)
     assert device["metered_j"] == pytest.approx(50.0 * span_s, rel=0.05)
+    # Idle energy is reported, not dropped: in /admin/stats and in the dashboard's series.
+    # (Settlement goes on meanwhile: each figure lies between the two /admin/pools readings.)
+    assert device["idle_j"] > 0
+    for name in ("idle_j", "metered_j"):
+        assert device[name] - 1e-6 <= stats["devices"][name] <= later[name] + 1e-6
+    assert device["idle_j"] - 1e-6 <= sum(series["pools"]["default"]["idle_j"]) <= (
+        later["idle_j"] + 1e-6)
 
 
 @pytest.mark.worker

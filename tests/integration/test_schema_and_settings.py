@@ -58,7 +58,8 @@ def test_env_example_loads_as_an_env_file(tmp_path: Path) -> None:
 
 def test_example_pools_file_loads() -> None:
     pools = load_pools_file(ROOT / "deploy" / "pools.example.yaml")
-    assert [p.name for p in pools] == ["local-worker", "vllm-a100", "hosted"]
+    assert [p.name for p in pools] == ["local-worker", "vllm-a100", "vllm-h100-k8s", "hosted"]
+    assert pools[2].accounting.meter == "dcgm" and pools[2].accounting.device == "h100-node-7"
     assert pools[1].models[0].target == "meta-llama/Llama-3.1-8B-Instruct"
     assert pools[1].api_key is not None and "change-me" not in repr(pools[1])
 

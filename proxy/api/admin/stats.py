@@ -18,6 +18,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import Engine, func, select
 
+from proxy.accounting import windows
 from proxy.accounting.tables import requests
 from proxy.api.admin.deps import AdminDep
 from proxy.optimiser.inputs import SPROUT_LEVEL_RATIOS
@@ -43,6 +44,18 @@ class Group(BaseModel):
     saved_vs_l0_g_co2e: float
 
 
+class DeviceEnergy(BaseModel):
+    """Fleet-wide settlement over the period: what the devices' meters (or estimates) said.
+
+    metered = attributed (to rows) + idle (no request on the device): idle energy is real
+    energy the fleet drew, reported here rather than dropped.
+    """
+
+    metered_j: float
+    attributed_j: float
+    idle_j: float
+
+
 class Stats(BaseModel):
     """The answer."""
 
@@ -50,6 +63,7 @@ class Stats(BaseModel):
     until: datetime
     group_by: GroupBy
     groups: list[Group]
+    devices: DeviceEnergy
     saved_method: str
 
 
@@ -60,18 +74,28 @@ async def stats(state: AdminDep, since: datetime | None = None, until: datetime 
     until = until or datetime.now(UTC)
     since = since or until - timedelta(days=1)
     rows = await asyncio.to_thread(_aggregate, state.engine, since, until, group_by)
+    devices = await asyncio.to_thread(_device_energy, state.engine, since, until)
     return Stats(since=since, until=until, group_by=group_by, groups=_groups(rows),
-                 saved_method=METHOD)
+                 devices=DeviceEnergy(**devices), saved_method=METHOD)
+
+
+def _device_energy(engine: Engine, since: datetime, until: datetime) -> dict[str, float]:
+    with engine.connect() as connection:
+        return windows.totals(connection, since, until)
+
+
+def hour_of(engine: Engine, column: Any) -> Any:
+    """An hour bucket ("YYYY-MM-DDTHH:00") of a timestamp column, per dialect."""
+    if engine.dialect.name == "postgresql":
+        return func.to_char(func.date_trunc("hour", column), 'YYYY-MM-DD"T"HH24:00')
+    return func.strftime("%Y-%m-%dT%H:00", column)
 
 
 def group_column(engine: Engine, group_by: GroupBy) -> Any:
     """The SQL expression a `group_by` value groups on (hour buckets per dialect)."""
     columns = requests.c
     if group_by == "hour":
-        if engine.dialect.name == "postgresql":
-            return func.to_char(func.date_trunc("hour", columns.created_at),
-                                'YYYY-MM-DD"T"HH24:00')
-        return func.strftime("%Y-%m-%dT%H:00", columns.created_at)
+        return hour_of(engine, columns.created_at)
     return {"none": None, "key": columns.api_key_id, "pool": columns.pool,
             "model": columns.requested_model, "class": columns.task_class,
             "level": columns.directive_level}[group_by]

@@ -98,8 +98,13 @@ async function show(key) {
     "saved vs L0 per request": data.saved_g_co2e_per_request}, hours);
   legend("legend-carbon", ["gCO2e per request", "saved vs L0 per request"]);
   document.getElementById("method").textContent = "Saved: " + data.saved_method;
-  const energy = Object.fromEntries(Object.entries(data.pools).map(
-    ([p, s]) => [p, s.energy_j.reduce((a, b) => a + b, 0)]));
+  // Joules attributed to each pool's requests, and the idle joules of its devices (metered
+  // with no request running): both are energy the fleet drew.
+  const energy = {};
+  for (const [p, s] of Object.entries(data.pools)) {
+    energy[p] = s.energy_j.reduce((a, b) => a + b, 0);
+    energy[p + " (idle)"] = (s.idle_j || []).reduce((a, b) => a + b, 0);
+  }
   bars(document.getElementById("chart-energy"), energy);
   legend("legend-energy", Object.keys(energy));
   status.textContent = `${hours.length} hours, ${data.requests.reduce((a, b) => a + b, 0)} requests`;
