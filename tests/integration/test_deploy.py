@@ -79,6 +79,9 @@ def test_kubernetes_manifests_parse_and_reference_only_what_exists() -> None:
     assert _containers(proxy)[0]["args"] == ["serve"]  # replicas never migrate
     assert _containers(kinds["Job/sprout-migrate"])[0]["args"] == ["migrate"]
     assert _containers(kinds["CronJob/sprout-evaluator"])[0]["args"][0] == "evaluator"
+    # One place schedules the evaluator: the proxy's leader (judge model set), not also cron.
+    assert kinds["CronJob/sprout-evaluator"]["spec"]["suspend"] is True
+    assert config["PROXY_EVALUATOR_JUDGE_MODEL"]
     for kind in ("new", "old"):
         worker = kinds[f"Deployment/sprout-worker-{kind}-gpu"]
         assert worker["spec"]["template"]["spec"]["nodeSelector"] == {
@@ -102,11 +105,33 @@ def test_compose_and_dockerfiles_reference_existing_files() -> None:
     assert compose["services"]["proxy"]["depends_on"]["postgres"]["condition"] == (
         "service_healthy")
     for dockerfile in ("Dockerfile", "Dockerfile.worker"):
-        for source in re.findall(r"^COPY (.+) \S+$", (DEPLOY / dockerfile).read_text(),
-                                 re.MULTILINE):
+        text = (DEPLOY / dockerfile).read_text()
+        for source in re.findall(r"^COPY (?!--from=)(.+) \S+$", text, re.MULTILINE):
             for path in source.split():
                 assert (ROOT / path).exists(), (dockerfile, path)
+        _check_installs_the_wheel(dockerfile, text)
     assert os.access(DEPLOY / "entrypoint.sh", os.X_OK)
+
+
+def _check_installs_the_wheel(dockerfile: str, text: str) -> None:
+    """A `wheel` stage builds from everything the wheel needs; the image installs only that."""
+    stages = {match[1]: body for match, body in zip(
+        re.finditer(r"^FROM \S+(?: AS (\S+))?$", text, re.MULTILINE),
+        re.split(r"^FROM .+$", text, flags=re.MULTILINE)[1:], strict=True)}
+    assert "wheel" in stages, f"{dockerfile}: no stage builds the wheel"
+    build = stages["wheel"]
+    copied = {path for source in re.findall(r"^COPY (?!--from=)(.+) \S+$", build, re.MULTILINE)
+              for path in source.split()}
+    assert {"pyproject.toml", "setup.py", "README.md", "LICENSE", "proxy", "worker",
+            "evaluator", "migrations"} <= copied, dockerfile
+    assert re.search(r"^RUN pip wheel --no-deps --wheel-dir /wheels \.$", build, re.MULTILINE)
+    runtime = re.split(r"^FROM .+$", text, flags=re.MULTILINE)[-1]
+    assert "COPY --from=wheel /wheels /wheels" in runtime, dockerfile
+    assert re.search(r"pip install .*(/wheels/sprout_proxy-\*\.whl|\"\$1\[worker\]\")",
+                     runtime), dockerfile
+    assert "pip install -e" not in text, dockerfile  # editable installs are for development
+    runtime_sources = re.findall(r"^COPY (?!--from=)(.+) \S+$", runtime, re.MULTILINE)
+    assert runtime_sources == ["deploy/entrypoint.sh"], dockerfile  # no checkout shadows it
 
 
 def test_entrypoint_runs_natively(fake, tmp_path: Path) -> None:

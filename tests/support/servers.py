@@ -59,7 +59,9 @@ class ChildProcess:
     """A server started as a real child process; waits for its health URL."""
 
     def __init__(self, args: list[str], health_url: str, *, cwd: Path | None = None,
-                 env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+                 env: dict[str, str] | None = None, log_path: Path | None = None,
+                 executable: str | Path = sys.executable) -> None:
+        self.executable = str(executable)  # another venv's python or console script
         self.args = args
         self.health_url = health_url
         self.cwd = cwd
@@ -70,7 +72,7 @@ class ChildProcess:
     def start(self, timeout_s: float = 90) -> ChildProcess:
         """Start and wait until health answers 200."""
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen([sys.executable, *self.args], cwd=self.cwd, env=self.env,
+        self.process = subprocess.Popen([self.executable, *self.args], cwd=self.cwd, env=self.env,
                                         stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -1,0 +1,1 @@
+"""Alembic migrations; the wheel ships this folder as `proxy.migrations` (see setup.py)."""
