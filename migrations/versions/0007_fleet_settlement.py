@@ -28,6 +28,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('settled_j', sa.Float(), nullable=True))
         batch_op.add_column(sa.Column('settled_busy_s', sa.Float(), nullable=True))
         batch_op.add_column(sa.Column('settled_shared', sa.Boolean(), nullable=True))
+        batch_op.add_column(sa.Column('settled_estimated', sa.Boolean(), nullable=True))
         batch_op.add_column(sa.Column('settled_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index('ix_requests_device_id_served_at', ['device_id', 'served_at'],
                               unique=False)
@@ -108,6 +109,7 @@ def downgrade() -> None:
     with op.batch_alter_table('requests', schema=None) as batch_op:
         batch_op.drop_index('ix_requests_device_id_served_at')
         batch_op.drop_column('settled_at')
+        batch_op.drop_column('settled_estimated')
         batch_op.drop_column('settled_shared')
         batch_op.drop_column('settled_busy_s')
         batch_op.drop_column('settled_j')

@@ -51,9 +51,12 @@ class Journal:
     def open(self) -> None:
         """Take this owner's lock and start the first segment."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self.directory / f"{self.owner}.lock",
-                                os.O_WRONLY | os.O_CREAT, 0o600)
+        # Locked under a name `orphans` does not look at, then renamed: no other process can
+        # take a new owner's lock for a dead one's in between.
+        pending = self.directory / f"{self.owner}.lock-new"
+        self._lock_fd = os.open(pending, os.O_WRONLY | os.O_CREAT, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(pending, self.directory / f"{self.owner}.lock")
         self._rotate()
 
     def _rotate(self) -> None:

@@ -72,6 +72,9 @@ class LedgerWriter:
         self._pending: dict[str, datetime] = {}
         self._spilled_since: datetime | None = None
         self._synced_at = 0.0
+        # The first journal sequence of a row neither written nor spilled: segments from it on
+        # stay for the next start to replay.
+        self._journal_hold: int | None = None
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
         self._retry_interval_s = retry_interval_s
@@ -176,11 +179,11 @@ class LedgerWriter:
                 continue
             # `first` is a (seq, row) or the close marker; both are marked done after the batch.
             batch: list[LedgerRow] = []
-            last_seq = 0
+            first_seq = last_seq = 0
             if first is _CLOSE:
                 closing = True
             else:
-                last_seq = first[0]
+                first_seq = last_seq = first[0]
                 batch.append(first[1])
                 if self._linger_s and self._queue.qsize() < self._batch_size:
                     await asyncio.sleep(self._linger_s)  # one transaction for many rows
@@ -195,9 +198,14 @@ class LedgerWriter:
                 if batch:
                     dropped = self.stats.dropped_rows
                     await self._write(batch)
-                    # Rows neither written nor spilled stay in the journal for the next start.
-                    if self._journal is not None and self.stats.dropped_rows == dropped:
-                        self._journal.release(last_seq)
+                    if self.stats.dropped_rows != dropped and self._journal_hold is None:
+                        self._journal_hold = first_seq
+                    if self._journal is not None:
+                        # Rows neither written nor spilled stay in the journal for the next
+                        # start: nothing from the first of them on is released.
+                        hold = self._journal_hold
+                        self._journal.release(last_seq if hold is None
+                                              else min(last_seq, hold - 1))
                         await self._sync_journal()
                 if self.stats.database_up:
                     await self._replay_spill()

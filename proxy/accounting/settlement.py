@@ -83,6 +83,7 @@ class _Row:
     settled_j: float
     settled_busy_s: float
     settled_shared: bool
+    settled_estimated: bool
     touched: bool
     ci_g_per_kwh: float | None
     pue: float | None
@@ -268,15 +269,17 @@ class Settlement:
         query = select(
             columns.request_id, columns.pool, columns.served_at, columns.ended_at,
             columns.prompt_tokens, columns.completion_tokens, columns.settled_j,
-            columns.settled_busy_s, columns.settled_shared, columns.ci_g_per_kwh, columns.pue,
+            columns.settled_busy_s, columns.settled_shared, columns.settled_estimated,
+            columns.ci_g_per_kwh, columns.pue,
         ).where(columns.device_id == device_id, columns.settled_at.is_(None),
                 columns.served_at.is_not(None), columns.served_at < _at(end_s),
                 columns.ended_at > _at(start_s))
         return [_Row(row.request_id, row.pool, _aware(row.served_at).timestamp(),
                      _aware(row.ended_at).timestamp(), row.prompt_tokens or 0,
                      row.completion_tokens or 0, row.settled_j or 0.0, row.settled_busy_s or 0.0,
-                     bool(row.settled_shared), row.settled_j is not None, row.ci_g_per_kwh,
-                     row.pue) for row in connection.execute(query)]
+                     bool(row.settled_shared), bool(row.settled_estimated),
+                     row.settled_j is not None, row.ci_g_per_kwh, row.pue)
+                for row in connection.execute(query)]
 
     @staticmethod
     def _flight(row: _Row) -> Flight:
@@ -296,26 +299,28 @@ class Settlement:
             joules = row.settled_j + result.energy_j.get(row.request_id, 0.0)
             busy_s = row.settled_busy_s + result.busy_s.get(row.request_id, 0.0)
             shared = row.settled_shared or row.request_id in result.shared
+            synthesised = row.settled_estimated or row.request_id in estimated
             values = {"rid": row.request_id, "settled_j": joules, "settled_busy_s": busy_s,
-                      "settled_shared": shared}
+                      "settled_shared": shared, "settled_estimated": synthesised}
             if row.ended_s > through:
                 partial.append(values)
                 continue
-            if row.request_id in estimated:
+            label = "apportioned" if shared else "measured"
+            if synthesised:
                 label = "estimated"
-            else:
-                label = "apportioned" if shared else "measured"
             final.append(values | self._final(row, joules, busy_s, label, now))
         if partial:
             connection.execute(update(requests_table).where(
                 requests_table.c.request_id == bindparam("rid")).values(
                 settled_j=bindparam("settled_j"), settled_busy_s=bindparam("settled_busy_s"),
-                settled_shared=bindparam("settled_shared")), partial)
+                settled_shared=bindparam("settled_shared"),
+                settled_estimated=bindparam("settled_estimated")), partial)
         if final:
             connection.execute(update(requests_table).where(
                 requests_table.c.request_id == bindparam("rid")).values(
                 settled_j=bindparam("settled_j"), settled_busy_s=bindparam("settled_busy_s"),
-                settled_shared=bindparam("settled_shared"), energy_j=bindparam("energy_j"),
+                settled_shared=bindparam("settled_shared"),
+                settled_estimated=bindparam("settled_estimated"), energy_j=bindparam("energy_j"),
                 energy_method=bindparam("energy_method"),
                 operational_g_co2e=bindparam("operational_g_co2e"),
                 embodied_g_co2e=bindparam("embodied_g_co2e"),
@@ -359,7 +364,11 @@ class Settlement:
             energy_method="estimated", settled_at=now)).rowcount
         touched = connection.execute(update(requests_table).where(
             late, columns.settled_j.is_not(None)).values(
-            energy_j=columns.settled_j, energy_method="apportioned", settled_at=now)).rowcount
+            energy_j=columns.settled_j, energy_method="apportioned", settled_at=now,
+            operational_g_co2e=columns.settled_j / 3.6e6 * columns.ci_g_per_kwh
+            * func.coalesce(columns.pue, 1.0))).rowcount
+        # Rows with no energy figure at all (their pool unknown to the leader): done with.
+        connection.execute(update(requests_table).where(late).values(settled_at=now))
         return int(untouched or 0) + int(touched or 0)
 
     @staticmethod

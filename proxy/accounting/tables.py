@@ -80,6 +80,7 @@ requests = Table(
     Column("settled_j", Float, nullable=True),
     Column("settled_busy_s", Float, nullable=True),
     Column("settled_shared", Boolean, nullable=True),
+    Column("settled_estimated", Boolean, nullable=True),  # some window of it was synthesised
     Column("settled_at", DateTime(timezone=True), nullable=True),
     Index("ix_requests_created_at", "created_at"),
     Index("ix_requests_device_id_served_at", "device_id", "served_at"),

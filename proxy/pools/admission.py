@@ -20,6 +20,25 @@ def share(total: int, replicas_alive: int, index: int, offset: int = 0) -> int:
     return total // count + (1 if (index + offset) % count < total % count else 0)
 
 
+def filled_shares(total: int, caps: list[int | None]) -> list[int]:
+    """`total` slots over replicas in order, one at a time, none past its cap (None: no cap).
+
+    Every replica computes the same list, so the shares sum to min(total, sum of caps): a
+    replica that cannot use its even share (its backends' shares are smaller) passes the rest
+    on instead of losing it.
+    """
+    shares = [0] * len(caps)
+    remaining, progress = total, True
+    while remaining > 0 and progress:
+        progress = False
+        for index, cap in enumerate(caps):
+            if remaining > 0 and (cap is None or shares[index] < cap):
+                shares[index] += 1
+                remaining -= 1
+                progress = True
+    return shares
+
+
 class Admission:
     """At most `limit` requests run; at most `max_queue` wait; the rest are refused."""
 

@@ -7,7 +7,7 @@ import itertools
 
 from proxy.backends.base import Backend
 from proxy.errors import InvalidRequest, NotFound
-from proxy.pools.admission import Admission, share
+from proxy.pools.admission import Admission, filled_shares, share
 from proxy.pools.breaker import CircuitBreaker
 from proxy.pools.config import Endpoint, PoolConfig
 
@@ -44,11 +44,14 @@ class Pool:
     def take_share(self, replicas_alive: int, index: int) -> None:
         """Take this replica's share of the fleet-wide limits (see `proxy/jobs/heartbeat.py`)."""
         per_backend = self.config.max_concurrency_per_backend
+        caps: list[int | None] = [None] * replicas_alive
         if per_backend is not None:
+            caps = [sum(share(per_backend, replicas_alive, replica, offset)
+                        for offset in range(len(self.backends)))
+                    for replica in range(replicas_alive)]
             self.backend_limits = [share(per_backend, replicas_alive, index, offset)
                                    for offset in range(len(self.backends))]
-        self.admission.set_limit(self._pool_limit(
-            share(self.config.max_concurrency, replicas_alive, index)))
+        self.admission.set_limit(filled_shares(self.config.max_concurrency, caps)[index])
 
     def attempt_order(self, attempts: int) -> list[tuple[Backend, CircuitBreaker]]:
         """Backends for successive attempts, skipping those whose circuit breaker is open.

@@ -1,0 +1,313 @@
+"""The local journal: rows survive a SIGKILL, live owners keep theirs, the writer empties it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+
+from proxy.accounting.db import make_engine
+from proxy.accounting.journal import Journal
+from proxy.accounting.ledger_writer import LedgerWriter
+from proxy.accounting.migrate import upgrade_to_head
+from proxy.accounting.record import LedgerRow
+from proxy.accounting.spill import SpillFile
+from proxy.accounting.tables import requests as requests_table
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+WRITER_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from datetime import UTC, datetime, timedelta
+    from pathlib import Path
+    from proxy.accounting.journal import Journal
+    from proxy.accounting.record import LedgerRow
+
+    directory, count, segment_rows = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    journal = Journal(directory, segment_rows=segment_rows)
+    journal.open()
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    for i in range(count):
+        journal.append(LedgerRow(request_id=f"killed-{i}", created_at=t0 + timedelta(seconds=i),
+                                 endpoint="chat", pool="p", prompt_tokens=i,
+                                 completion_tokens=2 * i, energy_j=1.5 * i,
+                                 served_at=t0, ended_at=t0 + timedelta(seconds=i + 1)))
+    print("ready", flush=True)
+    time.sleep(60)
+""")
+
+
+def row(index: int, prefix: str = "r") -> LedgerRow:
+    return LedgerRow(request_id=f"{prefix}-{index}", created_at=T0 + timedelta(seconds=index),
+                     endpoint="chat", pool="p", prompt_tokens=index, completion_tokens=2 * index,
+                     energy_j=1.5 * index, served_at=T0,
+                     ended_at=T0 + timedelta(seconds=index + 1))
+
+
+@pytest.fixture(scope="module")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("schema") / "template.db"
+    upgrade_to_head(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def engine(template_db: Path, tmp_path: Path) -> Iterator[Engine]:
+    path = tmp_path / "ledger.db"
+    shutil.copy(template_db, path)
+    engine = make_engine(f"sqlite:///{path}")
+    yield engine
+    engine.dispose()
+
+
+def writer(engine: Engine, tmp_path: Path, journal: Journal | None, *,
+           retry_interval_s: float = 5.0, spill: Path | None = None) -> LedgerWriter:
+    return LedgerWriter(engine, SpillFile(spill or tmp_path / "spill" / "ledger.jsonl"), journal,
+                        queue_size=100, batch_size=7, retry_interval_s=retry_interval_s)
+
+
+def db_rows(engine: Engine) -> dict[str, tuple[int | None, int | None, float | None]]:
+    with engine.connect() as connection:
+        return {r.request_id: (r.prompt_tokens, r.completion_tokens, r.energy_j)
+                for r in connection.execute(select(requests_table))}
+
+
+def start_writer_process(directory: Path, count: int, segment_rows: int) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", WRITER_SCRIPT, str(directory), str(count), str(segment_rows)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    return process
+
+
+def kill(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    assert process.returncode == -signal.SIGKILL
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def test_rows_of_a_killed_process_are_replayed_and_its_files_removed(
+        engine: Engine, tmp_path: Path) -> None:
+    directory = tmp_path / "journal"
+    process = start_writer_process(directory, count=25, segment_rows=10)
+    try:
+        dead_owner_files = sorted(p.name for p in directory.iterdir())
+        assert len([n for n in dead_owner_files if n.endswith(".jsonl")]) == 3
+        # While it lives, nobody adopts its segments.
+        live = Journal(directory)
+        live.open()
+        assert asyncio.run(writer(engine, tmp_path, live).replay_journal()) == 0
+        assert db_rows(engine) == {}
+        assert all((directory / name).exists() for name in dead_owner_files)
+    finally:
+        kill(process)
+
+    assert asyncio.run(writer(engine, tmp_path, live).replay_journal()) == 25
+    written = db_rows(engine)
+    assert written == {f"killed-{i}": (i, 2 * i, 1.5 * i) for i in range(25)}
+    assert not any((directory / name).exists() for name in dead_owner_files)
+    assert sorted(p.name for p in directory.iterdir()) == sorted(
+        [f"{live.owner}.lock", f"{live.owner}.1.jsonl"])
+    # Replaying again (another process starting) finds nothing and duplicates nothing.
+    again = Journal(directory)
+    again.open()
+    assert asyncio.run(writer(engine, tmp_path, again).replay_journal()) == 0
+    assert db_rows(engine) == written
+    again.close(all_written=True)
+    live.close(all_written=True)
+    assert list(directory.iterdir()) == []
+
+
+def test_a_live_owner_in_this_process_is_not_adopted(engine: Engine, tmp_path: Path) -> None:
+    """flock is per open file description: a second Journal here sees the first as alive."""
+    directory = tmp_path / "journal"
+    first = Journal(directory)
+    first.open()
+    for i in range(3):
+        first.append(row(i))
+    second = Journal(directory)
+    second.open()
+    assert list(second.orphans()) == []
+    assert asyncio.run(writer(engine, tmp_path, second).replay_journal()) == 0
+    assert (directory / f"{first.owner}.1.jsonl").exists()
+    assert (directory / f"{first.owner}.lock").exists()
+    # Once the first lets go of its lock (as its death would), its rows are adopted.
+    first.close(all_written=False)
+    assert asyncio.run(writer(engine, tmp_path, second).replay_journal()) == 3
+    assert set(db_rows(engine)) == {"r-0", "r-1", "r-2"}
+    assert not (directory / f"{first.owner}.lock").exists()
+    second.close(all_written=True)
+
+
+def test_segments_rotate_and_release_drops_only_covered_closed_ones(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, segment_rows=3)
+    journal.open()
+    sequences = [journal.append(row(i)) for i in range(10)]
+    assert sequences == list(range(1, 11))
+
+    def segments() -> list[int]:
+        return sorted(int(p.name.split(".")[1]) for p in tmp_path.glob(f"{journal.owner}.*.jsonl"))
+
+    assert segments() == [1, 2, 3, 4]  # 1-3, 4-6, 7-9, 10 (open)
+    assert [r.request_id for r in Journal.read(tmp_path / f"{journal.owner}.2.jsonl")] == [
+        "r-3", "r-4", "r-5"]
+    journal.release(5)  # segment 2 (rows 4-6) still holds an unwritten row
+    assert segments() == [2, 3, 4]
+    journal.release(6)
+    assert segments() == [3, 4]
+    journal.release(1_000)  # the open segment stays, whatever the sequence
+    assert segments() == [4]
+    journal.append(row(10))
+    journal.append(row(11))
+    journal.append(row(12))  # rotates: segment 4 now holds 10, 11, 12 -> closed at 12
+    assert segments() == [4, 5]
+    journal.release(11)
+    assert segments() == [4, 5]
+    journal.release(12)
+    assert segments() == [5]
+    journal.close(all_written=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_torn_last_line_is_skipped(engine: Engine, tmp_path: Path) -> None:
+    directory = tmp_path / "journal"
+    directory.mkdir()
+    lines = [json.dumps(row(i).as_json_values()) for i in range(2)]
+    torn = json.dumps(row(2).as_json_values())[:40]
+    segment = directory / "4242-deadbeef.1.jsonl"
+    segment.write_text("\n".join([*lines, torn]))
+    assert [r.request_id for r in Journal.read(segment)] == ["r-0", "r-1"]
+    # A dead owner's torn segment replays what it can.
+    (directory / "4242-deadbeef.lock").touch()
+    journal = Journal(directory)
+    journal.open()
+    assert asyncio.run(writer(engine, tmp_path, journal).replay_journal()) == 2
+    assert set(db_rows(engine)) == {"r-0", "r-1"}
+    assert not segment.exists()
+    journal.close(all_written=True)
+
+
+def test_the_writer_empties_its_journal_once_every_row_is_written(
+        engine: Engine, tmp_path: Path) -> None:
+    directory = tmp_path / "journal"
+    journal = Journal(directory, segment_rows=4)
+    journal.open()
+    ledger = writer(engine, tmp_path, journal)
+
+    async def scenario() -> None:
+        ledger.start()
+        for i in range(30):
+            ledger.submit(row(i))
+        await ledger.aclose()
+
+    asyncio.run(scenario())
+    assert ledger.stats.written_rows == 30 and ledger.stats.dropped_rows == 0
+    assert set(db_rows(engine)) == {f"r-{i}" for i in range(30)}
+    assert list(directory.iterdir()) == []
+
+
+def test_pending_since_while_the_database_is_unreachable(tmp_path: Path) -> None:
+    engine = make_engine("postgresql+psycopg://x@127.0.0.1:1/db", connect_args={
+        "connect_timeout": 1})
+    journal = Journal(tmp_path / "journal")
+    journal.open()
+    ledger = writer(engine, tmp_path, journal)
+
+    async def scenario() -> None:
+        ledger.start()
+        assert ledger.pending_since() is None
+        ledger.submit(row(5))
+        ledger.submit(row(3))  # arrived earlier (created_at is the arrival)
+        ledger.submit(row(8))
+        assert ledger.pending_since() == T0 + timedelta(seconds=3)
+        await ledger.flush()  # the database refused: the rows are spilled
+        assert not ledger.stats.database_up
+        assert ledger.stats.spilled_rows == 3
+        assert ledger.pending_since() == T0 + timedelta(seconds=3)
+        await ledger.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        engine.dispose()
+        journal.close(all_written=True)
+    assert len(SpillFile.read(tmp_path / "spill" / "ledger.jsonl")) == 3
+
+
+def test_pending_since_clears_once_spilled_rows_are_written(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    engine = make_engine(url)  # no schema yet: every insert fails until it is migrated
+    ledger = writer(engine, tmp_path, None, retry_interval_s=0.05)
+
+    async def scenario() -> None:
+        ledger.start()
+        ledger.submit(row(2))
+        ledger.submit(row(1))
+        assert ledger.pending_since() == T0 + timedelta(seconds=1)
+        await ledger.flush()
+        assert ledger.stats.spilled_rows == 2
+        assert ledger.pending_since() == T0 + timedelta(seconds=1)
+        await asyncio.to_thread(upgrade_to_head, url)
+        for _ in range(100):  # the writer retries every 50 ms
+            if ledger.pending_since() is None:
+                break
+            await asyncio.sleep(0.02)
+        assert ledger.pending_since() is None
+        ledger.submit(row(9))
+        assert ledger.pending_since() == T0 + timedelta(seconds=9)
+        await ledger.flush()
+        assert ledger.pending_since() is None
+        await ledger.aclose()
+
+    try:
+        asyncio.run(scenario())
+        assert set(db_rows(engine)) == {"r-1", "r-2", "r-9"}
+    finally:
+        engine.dispose()
+
+
+def test_a_row_neither_written_nor_spilled_stays_in_the_journal(tmp_path: Path) -> None:
+    """LedgerWriter's promise: such a row is replayed at the next start, not lost."""
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    engine = make_engine(url)  # no schema yet: the first insert fails
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    directory = tmp_path / "journal"
+    journal = Journal(directory, segment_rows=1)
+    journal.open()
+    ledger = writer(engine, tmp_path, journal, spill=blocker / "ledger.jsonl")
+
+    async def scenario() -> None:
+        ledger.start()
+        ledger.submit(row(0, "lost"))
+        await ledger.flush()
+        assert ledger.stats.dropped_rows == 1  # the database refused, the spill file too
+        await asyncio.to_thread(upgrade_to_head, url)
+        ledger.submit(row(1))
+        ledger.submit(row(2))
+        await ledger.flush()
+        assert ledger.stats.written_rows == 2
+        await ledger.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        engine.dispose()
+    kept = [r.request_id for path in directory.glob("*.jsonl") for r in Journal.read(path)]
+    assert "lost-0" in kept
+    assert os.path.exists(directory / f"{journal.owner}.lock")
