@@ -74,7 +74,34 @@ def start_litellm(venv: Path, stub_url: str, work: Path) -> subprocess.Popen[byt
     raise RuntimeError("LiteLLM proxy did not start: " + (work / "litellm.log").read_text()[-2000:])
 
 
-async def measure(targets: dict[str, str], args: argparse.Namespace) -> list[dict[str, object]]:
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and every live descendant, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    family, grew = {pid}, True
+    while grew:
+        grew = False
+        for child, parent in parents.items():
+            if parent in family and child not in family:
+                family.add(child)
+                grew = True
+    return sum(times.get(member, 0.0) for member in family)
+
+
+async def measure(targets: dict[str, str], args: argparse.Namespace,
+                  pids: dict[str, int] | None = None) -> list[dict[str, object]]:
+    """Each target at c=1 and c=N; CPU per request of the proxy's processes (from /proc)."""
+    pids = pids or {}
     results: list[dict[str, object]] = []
     for stream in (False, True):
         body = json.dumps(BODY | ({"stream": True} if stream else {})).encode()
@@ -82,7 +109,10 @@ async def measure(targets: dict[str, str], args: argparse.Namespace) -> list[dic
             url = base + "/chat/completions"
             raw = build_request(url, body, KEY)
             one = await sequential(url, raw, args.requests, stream=stream)
+            pid = pids.get(name)
+            cpu_before = cpu_s(pid) if pid else 0.0
             rps, many = await closed_loop(url, raw, args.concurrency, args.duration, stream=stream)
+            cpu_ms = (cpu_s(pid) - cpu_before) * 1000 / max(len(many), 1) if pid else None
             results.append({
                 "target": name, "mode": "stream" if stream else "plain",
                 "c1_ttft_p50_ms": median_ms([s.ttfb_s for s in one]),
@@ -92,6 +122,7 @@ async def measure(targets: dict[str, str], args: argparse.Namespace) -> list[dic
                 f"c{args.concurrency}_rps": rps,
                 f"c{args.concurrency}_p50_ms": median_ms([s.total_s for s in many]),
                 "requests": len(one) + len(many) + 20 + args.concurrency,
+                "cpu_ms_per_request": cpu_ms,
             })
             print(f"  {name:8s} {results[-1]['mode']:6s} p50 "
                   f"{results[-1]['c1_total_p50_ms']:.3f} ms, {rps:.0f} req/s", flush=True)
@@ -107,7 +138,7 @@ def report(results: list[dict[str, object]], concurrency: int) -> str:
         lines.append(f"\n{mode} (c=1: {'TTFT' if mode == 'stream' else 'latency'}; "
                      f"c={concurrency}: throughput)")
         lines.append(f"{'target':10s} {'p50 ms':>8s} {'p99 ms':>8s} {'+p50 ms':>8s} "
-                     f"{'+p99 ms':>8s} {'req/s':>8s} {'vs litellm':>10s}")
+                     f"{'+p99 ms':>8s} {'req/s':>8s} {'vs litellm':>10s} {'CPU ms/req':>10s}")
         for name, row in rows.items():
             p50, p99 = float(row["c1_ttft_p50_ms"]), float(row["c1_ttft_p99_ms"])  # type: ignore[arg-type]
             added50 = p50 - float(direct["c1_ttft_p50_ms"])  # type: ignore[arg-type]
@@ -115,8 +146,10 @@ def report(results: list[dict[str, object]], concurrency: int) -> str:
             ratio = ""
             if "litellm" in rows:
                 ratio = f"{float(row[rps_key]) / float(rows['litellm'][rps_key]):.1f}x"  # type: ignore[arg-type]
+            cpu = row.get("cpu_ms_per_request")
+            cpu_text = f"{float(cpu):10.3f}" if cpu is not None else f"{'':>10s}"  # type: ignore[arg-type]
             lines.append(f"{name:10s} {p50:8.3f} {p99:8.3f} {added50:8.3f} {added99:8.3f} "
-                         f"{float(row[rps_key]):8.0f} {ratio:>10s}")  # type: ignore[arg-type]
+                         f"{float(row[rps_key]):8.0f} {ratio:>10s} {cpu_text}")  # type: ignore[arg-type]
     return "\n".join(lines)
 
 
@@ -127,6 +160,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--litellm-venv", type=Path, default=ROOT / ".venv-bench")
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--proxy-setting", action="append", default=[], metavar="PROXY_X=V",
+                        help="an environment setting for sprout-proxy (repeatable), e.g. "
+                             "PROXY_SETTLEMENT_INTERVAL_S=3600 to see what settlement costs")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
 
@@ -145,7 +181,9 @@ def main() -> int:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_")}
         env |= {"PROXY_MASTER_KEY": KEY, "PROXY_LEDGER_SPILL_PATH": str(work / "spill.jsonl"),
+                "PROXY_LEDGER_JOURNAL_DIR": str(work / "journal"),
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+        env |= dict(setting.split("=", 1) for setting in args.proxy_setting)
         sprout = ChildProcess(
             ["-m", "proxy", "serve", "--upstream", stub_url, "--model", "fake-model",
              "--port", str(port), "--database-url", database_url, "--log-level", "warning"],
@@ -157,7 +195,10 @@ def main() -> int:
         if litellm is not None:
             targets["litellm"] = litellm.url  # type: ignore[attr-defined]
         print(f"measuring {', '.join(targets)} (this machine: {os.cpu_count()} cores)")
-        results = asyncio.run(measure(targets, args))
+        pids = {"sprout": sprout.process.pid} if sprout.process else {}
+        if litellm is not None:
+            pids["litellm"] = litellm.pid
+        results = asyncio.run(measure(targets, args, pids))
 
         sent = sum(int(r["requests"]) for r in results if r["target"] == "sprout")  # type: ignore[call-overload]
         rows = len(wait_rows(database_url, sent, timeout_s=60))

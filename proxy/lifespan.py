@@ -18,7 +18,7 @@ from proxy.accounting.ledger_writer import LedgerWriter
 from proxy.accounting.migrate import upgrade_to_head
 from proxy.accounting.provisional import PoolAccounts, ProvisionalAccounts
 from proxy.accounting.repository import output_lengths
-from proxy.accounting.settlement import Settlement, SettlementConfig
+from proxy.accounting.settlement import SettlementConfig, SettlementJob
 from proxy.accounting.spill import SpillFile
 from proxy.api.metrics import Metrics
 from proxy.auth.keys import KeyRing, load_virtual_keys, resolve_master_key
@@ -217,7 +217,7 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     await heartbeat.beat()  # take this replica's shares before the first request
     sampler = MeterSampler(engine, target_meters(devices, {c.name: c for c in configs}), leader,
                            tick_s=settings.meter_sample_s)
-    settlement = Settlement(engine, accounts, leader, SettlementConfig(
+    settlement = SettlementJob(settings.database_url, accounts, leader, SettlementConfig(
         replica_timeout_s=settings.replica_timeout_s, margin_s=settings.settlement_margin_s,
         max_hold_s=settings.settlement_max_hold_s))
     jobs: list[tuple[str, Job, float]] = [
@@ -248,6 +248,7 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
         yield {"sprout": state}
     finally:
         scheduler.shutdown(wait=False)
+        await settlement.aclose()
         await sampler.aclose()
         await registry.aclose()
         await ledger.aclose()  # every row written (or spilled); the journal goes with it

@@ -7,7 +7,7 @@ import dataclasses
 from sqlalchemy import Engine
 
 from proxy.accounting.ledger_writer import LedgerWriter
-from proxy.accounting.settlement import Settlement
+from proxy.accounting.settlement import SettlementJob
 from proxy.api.metrics import Metrics
 from proxy.auth.keys import KeyRing
 from proxy.carbon.service import CarbonService
@@ -33,5 +33,5 @@ class AppState:
     reoptimiser: Reoptimiser
     carbon: CarbonService
     metrics: Metrics
-    settlement: Settlement
+    settlement: SettlementJob
     heartbeat: Heartbeat

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from proxy.accounting.record import LedgerRow
+from proxy.accounting.record import FIELDS, LedgerRow, from_journal, journal_line
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,8 @@ class Journal:
         self._segment_count = 0
         self._current = self.directory / f"{self.owner}.{self._segment}.jsonl"
         self._fd = os.open(self._current, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # Rows are arrays in this header's field order, so a newer version can read them.
+        os.write(self._fd, (json.dumps({"fields": list(FIELDS)}) + "\n").encode())
 
     def append(self, row: LedgerRow) -> int:
         """Write one row (request path: one small write, no fsync); its sequence number."""
@@ -75,7 +77,7 @@ class Journal:
             raise RuntimeError("journal is not open")
         if self._segment_count >= self._segment_rows:
             self._rotate()
-        os.write(self._fd, (json.dumps(row.as_json_values()) + "\n").encode())
+        os.write(self._fd, journal_line(row))
         self._segment_count += 1
         self._seq += 1
         return self._seq
@@ -142,12 +144,19 @@ class Journal:
     def read(path: Path) -> list[LedgerRow]:
         """Rows of a segment; a torn last line (killed mid-write) is logged and skipped."""
         rows: list[LedgerRow] = []
+        names: list[str] | None = None
         with path.open(encoding="utf-8") as handle:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
                 try:
-                    rows.append(LedgerRow.from_json_values(json.loads(line)))
+                    document = json.loads(line)
+                    if isinstance(document, dict) and "fields" in document:
+                        names = list(document["fields"])
+                    elif isinstance(document, list) and names is not None:
+                        rows.append(from_journal(names, document))
+                    else:
+                        rows.append(LedgerRow.from_json_values(document))
                 except (ValueError, TypeError, KeyError):
                     log.error("journal %s line %d is unreadable; skipped", path, number)
         return rows

@@ -290,8 +290,7 @@ def _bulk_append(engine: Engine) -> Write | None:
             assert raw is not None
             with raw.cursor() as cursor, cursor.copy(statement) as copy:
                 for row in rows:
-                    values = row.as_db_values()
-                    copy.write_row([values[name] for name in columns])
+                    copy.write_row(row.db_tuple())
             _insert_samples(connection, samples, rows)
 
     return append

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from datetime import datetime
 
-from proxy.accounting.footprint import fill
-from proxy.accounting.record import LedgerRow
 from proxy.carbon.base import CIReading
+from proxy.carbon.embodied import operational_g
 from proxy.energy.estimate import HardwareProfile
 
 PROVISIONAL = "provisional"
@@ -32,22 +32,38 @@ class PoolAccounts:
     embodied_g_per_s: float
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Footprint:
+    """A row's energy and carbon columns."""
+
+    energy_j: float
+    energy_method: str
+    ci_g_per_kwh: float
+    ci_source: str
+    pue: float
+    operational_g_co2e: float
+    embodied_g_co2e: float
+
+
 class ProvisionalAccounts:
-    """`apply(row)` returns the row with its provisional energy and carbon."""
+    """`footprint` gives a finished request its provisional energy and carbon."""
 
     def __init__(self, pools: dict[str, PoolAccounts],
                  intensity: Callable[[str | None], CIReading]) -> None:
         self.pools = pools
         self._intensity = intensity
 
-    def apply(self, row: LedgerRow) -> LedgerRow:
-        """Rows that never reached a device are returned unchanged."""
-        accounts = self.pools.get(row.pool or "")
-        if accounts is None or row.served_at is None or row.ended_at is None:
-            return row
-        energy_j = accounts.profile.predict_j(row.prompt_tokens or 0, row.completion_tokens or 0,
+    def footprint(self, pool: str | None, prompt_tokens: int | None,
+                  completion_tokens: int | None, served_at: datetime | None,
+                  ended_at: datetime) -> Footprint | None:
+        """None for a request that never reached a device."""
+        accounts = self.pools.get(pool or "")
+        if accounts is None or served_at is None:
+            return None
+        energy_j = accounts.profile.predict_j(prompt_tokens or 0, completion_tokens or 0,
                                               accounts.params_b)
-        busy_s = max(0.0, (row.ended_at - row.served_at).total_seconds())
-        return fill(row, energy_j=energy_j, busy_s=busy_s, method=PROVISIONAL,
-                    reading=self._intensity(accounts.region), pue=accounts.pue,
-                    embodied_g_per_s=accounts.embodied_g_per_s)
+        busy_s = max(0.0, (ended_at - served_at).total_seconds())
+        reading = self._intensity(accounts.region)
+        return Footprint(energy_j, PROVISIONAL, reading.g_per_kwh, reading.source,
+                         accounts.pue, operational_g(energy_j, reading.g_per_kwh, accounts.pue),
+                         busy_s * accounts.embodied_g_per_s)

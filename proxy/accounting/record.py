@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import operator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,8 +67,11 @@ class LedgerRow:
 
     def as_db_values(self) -> dict[str, Any]:
         """Column values for an INSERT into `requests`."""
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
-                if field.name != "captured_request"}
+        return dict(zip(DB_COLUMNS, self.db_tuple(), strict=True))
+
+    def db_tuple(self) -> tuple[Any, ...]:
+        """The values in `DB_COLUMNS` order (COPY writes these)."""
+        return _db_values(self)
 
     def sample_values(self) -> dict[str, Any] | None:
         """The `prompt_samples` row, if this request was captured."""
@@ -103,6 +108,24 @@ class LedgerRow:
         return cls(**kept)
 
 
-DB_COLUMNS = tuple(field.name for field in dataclasses.fields(LedgerRow)
-                   if field.name != "captured_request")
+FIELDS = tuple(field.name for field in dataclasses.fields(LedgerRow))
+DB_COLUMNS = tuple(name for name in FIELDS if name != "captured_request")
 _TIMES = ("created_at", "served_at", "ended_at")
+_values = operator.attrgetter(*FIELDS)
+_db_values = operator.attrgetter(*DB_COLUMNS)
+# Compact, and datetimes as ISO text: the journal writes one such line per request.
+_encoder = json.JSONEncoder(default=lambda value: value.isoformat(), separators=(",", ":"),
+                            ensure_ascii=False)
+
+
+def journal_line(row: LedgerRow) -> bytes:
+    """The row as one JSON array in `FIELDS` order, newline-terminated.
+
+    The request path's cheapest durable form: about half the cost of a JSON object.
+    """
+    return (_encoder.encode(_values(row)) + "\n").encode()
+
+
+def from_journal(names: list[str], values: list[Any]) -> LedgerRow:
+    """A row from a journal line written with the field `names` of its segment's header."""
+    return LedgerRow.from_json_values(dict(zip(names, values, strict=True)))

@@ -17,7 +17,7 @@ windows is `measured`; otherwise its energy is `apportioned`.
 from __future__ import annotations
 
 import dataclasses
-import itertools
+import math
 from collections.abc import Sequence
 
 # Decode tokens cost more than prefill tokens: prefill is batched over the prompt in one
@@ -108,26 +108,34 @@ def attribute(
 
 
 def synthesise(flights: Sequence[Flight], start_s: float, end_s: float, *, active_w: float,
-               idle_w: float) -> list[Window]:
+               idle_w: float, step_s: float = 0.5) -> list[Window]:
     """Windows for a device without a meter: active watts while any flight runs, idle otherwise.
 
-    One window per stretch between consecutive flight starts and ends, so the split that
-    follows sees who shared the device when (the same rule as for metered windows).
+    Windows lie on a grid of `step_s` (the sampler's tick), like a metered device's, and each
+    holds active watts times the busy part of it (the union of the flights in it) plus idle
+    watts times the rest. The split that follows then treats both kinds of device alike, in
+    time proportional to the rows rather than to their overlaps.
     """
-    edges = {start_s, end_s}
-    for flight in flights:
-        for edge in (flight.start_s, flight.end_s):
-            if start_s < edge < end_s:
-                edges.add(edge)
-    points = sorted(edges)
-    spans = sorted((max(f.start_s, start_s), min(f.end_s, end_s)) for f in flights)
+    union: list[list[float]] = []
+    for left, right in sorted((max(f.start_s, start_s), min(f.end_s, end_s)) for f in flights):
+        if right <= left:
+            continue
+        if union and left <= union[-1][1]:
+            union[-1][1] = max(union[-1][1], right)
+        else:
+            union.append([left, right])
     windows: list[Window] = []
-    index, reach = 0, float("-inf")
-    for left, right in itertools.pairwise(points):
-        while index < len(spans) and spans[index][0] <= left:
-            reach = max(reach, spans[index][1])
+    count = max(1, math.ceil((end_s - start_s) / step_s - 1e-9))
+    index = 0
+    for number in range(count):
+        left = start_s + number * step_s
+        right = end_s if number == count - 1 else min(end_s, start_s + (number + 1) * step_s)
+        busy = 0.0
+        while index < len(union) and union[index][1] <= left:
             index += 1
-        busy = reach > left
-        watts = active_w if busy else idle_w
-        windows.append(Window(left, right, watts * (right - left)))
+        probe = index
+        while probe < len(union) and union[probe][0] < right:
+            busy += min(right, union[probe][1]) - max(left, union[probe][0])
+            probe += 1
+        windows.append(Window(left, right, active_w * busy + idle_w * (right - left - busy)))
     return windows

@@ -10,9 +10,11 @@ from __future__ import annotations
 import dataclasses
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.types import Receive
 
+from proxy.accounting.provisional import ProvisionalAccounts
 from proxy.accounting.record import LedgerRow
 from proxy.backends.base import Backend
 from proxy.errors import LedgerStatus, ProxyError
@@ -60,6 +62,7 @@ class Exchange:
     finish_reason: str | None = None
     failure: ProxyError | None = None  # why the last pool tried could not answer
     backend: Backend | None = None  # the backend holding this request (per-backend limits)
+    accounts: ProvisionalAccounts | None = None  # the provisional energy of the finished row
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the request reached the proxy."""
@@ -90,9 +93,25 @@ class Exchange:
         error_type: str | None = None,
         error_message: str | None = None,
     ) -> LedgerRow:
-        """The request's one frozen row (energy and carbon are added by serving)."""
+        """The request's one frozen row, with its provisional energy and carbon."""
         overhead_ms = self.overhead_ms if self.overhead_ms is not None else (
             self.overhead_so_far_ms())
+        ended_at = datetime.now(UTC)
+        footprint = (self.accounts.footprint(self.pool, self.prompt_tokens,
+                                             self.completion_tokens, self.served_at, ended_at)
+                     if self.accounts is not None else None)
+        if footprint is None:
+            return self._row(status, http_status, error_type, error_message, overhead_ms,
+                             ended_at)
+        return self._row(status, http_status, error_type, error_message, overhead_ms, ended_at,
+                         energy_j=footprint.energy_j, energy_method=footprint.energy_method,
+                         ci_g_per_kwh=footprint.ci_g_per_kwh, ci_source=footprint.ci_source,
+                         pue=footprint.pue, operational_g_co2e=footprint.operational_g_co2e,
+                         embodied_g_co2e=footprint.embodied_g_co2e)
+
+    def _row(self, status: LedgerStatus, http_status: int, error_type: str | None,
+             error_message: str | None, overhead_ms: float, ended_at: datetime,
+             **footprint: Any) -> LedgerRow:
         directive, route = self.directive, self.route
         return LedgerRow(
             request_id=self.request_id, created_at=self.created_at, endpoint=self.endpoint,
@@ -109,9 +128,8 @@ class Exchange:
             route_policy=route.policy, predicted_output_tokens=route.predicted_output_tokens,
             predicted_energy_j=route.predicted_energy_j, directive_level=directive.level,
             directive_hash=directive.text_sha256, task_class=directive.task_class,
-            device_id=self.device_id, served_at=self.served_at,
-            ended_at=datetime.now(UTC),
-            captured_request=self.captured_request,
+            device_id=self.device_id, served_at=self.served_at, ended_at=ended_at,
+            captured_request=self.captured_request, **footprint,
         )
 
     def record_error(self, exc: ProxyError) -> LedgerRow:

@@ -88,6 +88,7 @@ class Serving:
             created_at=datetime.now(UTC),
             endpoint=endpoint,
             started_at=time.perf_counter(),
+            accounts=self.accounts,
         )
 
     def reject(self, exchange: Exchange, exc: ProxyError) -> Response:
@@ -263,8 +264,7 @@ class Serving:
         return policy.routing_lambda if policy is not None else None
 
     def _record(self, exchange: Exchange, row: LedgerRow) -> None:
-        """The row gets its provisional energy and goes to the journal and the ledger."""
-        row = self.accounts.apply(row)
+        """The finished row goes to the journal and the ledger; the router learns from it."""
         if self.router is not None:
             self.router.observe(row, exchange.prompt_chars)
         self.ledger.submit(row)

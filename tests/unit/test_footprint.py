@@ -2,35 +2,37 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from proxy.accounting.footprint import fill
-from proxy.accounting.record import LedgerRow
+from proxy.accounting.provisional import PoolAccounts, ProvisionalAccounts
 from proxy.carbon.base import CIReading
 from proxy.carbon.embodied import DEVICES, embodied_g_per_s, operational_g
+from proxy.energy.estimate import PROFILES
 
 
 def test_operational_and_embodied_grams() -> None:
     assert operational_g(3.6e6, 250.0, 1.2) == pytest.approx(300.0)  # 1 kWh
     per_s = embodied_g_per_s(DEVICES["sprout-server"].kg_co2e, 5)
     assert per_s == pytest.approx(1.6715e-4, rel=1e-3)  # Sprout's 26,356.568 g over 5 years
-    row = LedgerRow(request_id="r", created_at=datetime.now(UTC), endpoint="chat")
     reading = CIReading(400.0, datetime.now(UTC), "electricitymaps:DE:direct")
-    row = fill(row, energy_j=1800.0, busy_s=2.0, method="apportioned", reading=reading,
-               pue=1.5, embodied_g_per_s=per_s)
-    assert row.energy_j == 1800.0 and row.energy_method == "apportioned"
-    assert row.operational_g_co2e == pytest.approx(1800 / 3.6e6 * 400 * 1.5)
-    assert row.embodied_g_co2e == pytest.approx(2.0 * per_s)
-    assert (row.ci_g_per_kwh, row.ci_source, row.pue) == (400.0, reading.source, 1.5)
+    profile = PROFILES["a100"]
+    accounts = ProvisionalAccounts(
+        {"p": PoolAccounts(profile, None, "DE", 1.5, per_s)}, lambda region: reading)
+    served = datetime.now(UTC)
+    found = accounts.footprint("p", 100, 200, served, served + timedelta(seconds=2))
+    assert found is not None
+    energy_j = profile.predict_j(100, 200)
+    assert found.energy_j == pytest.approx(energy_j) and found.energy_method == "provisional"
+    assert found.operational_g_co2e == pytest.approx(energy_j / 3.6e6 * 400 * 1.5)
+    assert found.embodied_g_co2e == pytest.approx(2.0 * per_s)
+    assert (found.ci_g_per_kwh, found.ci_source, found.pue) == (400.0, reading.source, 1.5)
 
 
 def test_a_request_that_never_reached_a_device_has_no_footprint() -> None:
-    row = LedgerRow(request_id="r", created_at=datetime.now(UTC), endpoint="chat")
-    row = fill(row, energy_j=0.0, busy_s=0.0, method="none",
-               reading=CIReading(1.0, datetime.now(UTC), "x"), pue=1.0, embodied_g_per_s=1.0)
-    assert row.energy_j is None and row.operational_g_co2e is None
+    accounts = ProvisionalAccounts({}, lambda region: CIReading(1.0, datetime.now(UTC), "x"))
+    assert accounts.footprint(None, 10, 0, None, datetime.now(UTC)) is None
 
 
 def test_every_embodied_default_states_scope_and_source() -> None:

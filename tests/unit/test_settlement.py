@@ -22,7 +22,6 @@ from proxy.accounting.settlement import Settlement, SettlementConfig
 from proxy.accounting.tables import energy_devices, energy_samples, energy_windows, replicas
 from proxy.accounting.tables import requests as requests_table
 from proxy.energy.estimate import HardwareProfile
-from proxy.jobs.leader import LeaderLock
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PROFILE = HardwareProfile("test-gpu", active_w=200.0, idle_w=10.0, j_per_input_token=0.5,
@@ -99,7 +98,7 @@ def add_replica(engine: Engine, replica_id: str, *, heartbeat_s: float = 0.0,
 
 
 def settle(engine: Engine, now: datetime = NOW, **config: Any) -> Settlement:
-    settlement = Settlement(engine, POOLS, LeaderLock(engine), SettlementConfig(**config),
+    settlement = Settlement(engine, POOLS, SettlementConfig(**config),
                             clock=lambda: now)
     settlement.settle()
     return settlement
