@@ -29,7 +29,9 @@ def make_engine(url: str, **options: Any) -> Engine:
         return engine
     if "poolclass" in options:
         return create_engine(url, **options)
-    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2, **options)
+    # Enough pooled connections for the ledger writer and the periodic jobs at once (heartbeat,
+    # key refresh, sampler, optimiser), so none opens and closes an overflow connection.
+    return create_engine(url, pool_pre_ping=True, pool_size=6, max_overflow=4, **options)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,10 +1,12 @@
 """Journal: a local append-only file of finished rows, so a killed process loses none.
 
-`LedgerWriter.submit` appends each row here (one `write(2)` to an `O_APPEND` file: it is in the
-kernel's page cache when the call returns, so it survives a SIGKILL or OOM kill of the process
-as long as the machine stays up) before the row is queued for the database, and before the
-answer's last bytes reach the client. The writer syncs the file to disk about once a second,
-so a machine crash can lose at most that last second of rows.
+`LedgerWriter.submit` appends each row here before the row is queued for the database, and
+before the answer's last bytes reach the client. A segment is a file mapped into memory
+(`mmap`, shared): appending is a memory copy into the kernel's page cache, with no system call
+(a `write(2)` would release the interpreter lock on every request, and wait for it back while
+the ledger's thread holds it). The pages belong to the file, so the row survives a SIGKILL or
+OOM kill of the process as long as the machine stays up. The writer syncs the mapping to disk
+about once a second, so a machine crash can lose at most that last second of rows.
 
 Files are segments named `<owner>.<n>.jsonl`; each process holds an exclusive `flock` on
 `<owner>.lock` while it lives. A segment is deleted once every row in it is in the database
@@ -16,9 +18,11 @@ and a restarted replica, recover each other's rows.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
+import mmap
 import os
 import secrets
 import threading
@@ -30,17 +34,22 @@ from proxy.accounting.record import FIELDS, LedgerRow, from_journal, journal_lin
 log = logging.getLogger(__name__)
 
 SEGMENT_ROWS = 20_000
+SEGMENT_BYTES = 16 * 1024 * 1024  # reserved on disk; trimmed to its length when closed
 
 
 class Journal:
     """One process's journal; `append` returns the row's sequence number."""
 
-    def __init__(self, directory: Path, *, segment_rows: int = SEGMENT_ROWS) -> None:
+    def __init__(self, directory: Path, *, segment_rows: int = SEGMENT_ROWS,
+                 segment_bytes: int = SEGMENT_BYTES) -> None:
         self.directory = directory
         self.owner = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._segment_rows = segment_rows
+        self._segment_bytes = segment_bytes
         self._lock_fd: int | None = None
         self._fd: int | None = None
+        self._map: mmap.mmap | None = None
+        self._offset = 0
         self._segment = 0
         self._segment_count = 0
         self._seq = 0
@@ -60,24 +69,59 @@ class Journal:
         self._rotate()
 
     def _rotate(self) -> None:
-        if self._fd is not None:
-            assert self._current is not None
+        if self._fd is not None and self._current is not None:
             self._closed.append((self._current, self._seq))
-            os.close(self._fd)
+            self._close_segment()
         self._segment += 1
         self._segment_count = 0
         self._current = self.directory / f"{self.owner}.{self._segment}.jsonl"
-        self._fd = os.open(self._current, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._fd = os.open(self._current, os.O_RDWR | os.O_CREAT, 0o600)
+        try:  # reserve the blocks now: a full disk is an OSError here, never a SIGBUS later
+            os.posix_fallocate(self._fd, 0, self._segment_bytes)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                os.close(self._fd)
+                self._fd = None
+                raise
+            os.ftruncate(self._fd, self._segment_bytes)
+        self._map = mmap.mmap(self._fd, self._segment_bytes, mmap.MAP_SHARED,
+                              mmap.PROT_READ | mmap.PROT_WRITE)
+        self._offset = 0
         # Rows are arrays in this header's field order, so a newer version can read them.
-        os.write(self._fd, (json.dumps({"fields": list(FIELDS)}) + "\n").encode())
+        self._put((json.dumps({"fields": list(FIELDS)}) + "\n").encode())
+
+    def _put(self, data: bytes) -> None:
+        assert self._map is not None
+        end = self._offset + len(data)
+        self._map[self._offset:end] = data
+        self._offset = end
+
+    def _close_segment(self) -> None:
+        """Unmap the open segment and trim the file to what was written."""
+        if self._map is not None:
+            with self._sync_lock:
+                with contextlib.suppress(ValueError, OSError):
+                    self._map.flush()
+                self._map.close()
+            self._map = None
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._offset)
+            os.close(self._fd)
+            self._fd = None
 
     def append(self, row: LedgerRow) -> int:
-        """Write one row (request path: one small write, no fsync); its sequence number."""
-        if self._fd is None:
-            raise RuntimeError("journal is not open")
-        if self._segment_count >= self._segment_rows:
+        """Copy one row into the mapped segment (request path: no system call).
+
+        Raises OSError if a new segment cannot be made (a full disk); the next call tries again.
+        """
+        line = journal_line(row)
+        if (self._map is None or self._segment_count >= self._segment_rows
+                or self._offset + len(line) > self._segment_bytes):
+            if self._lock_fd is None:
+                raise RuntimeError("journal is not open")
             self._rotate()
-        os.write(self._fd, journal_line(row))
+        self._put(line)
         self._segment_count += 1
         self._seq += 1
         return self._seq
@@ -97,9 +141,7 @@ class Journal:
 
     def close(self, *, all_written: bool) -> None:
         """Close; with everything written, the segments and the lock go too."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._close_segment()
         if all_written:
             for path, _ in self._closed:
                 path.unlink(missing_ok=True)
@@ -145,8 +187,11 @@ class Journal:
         """Rows of a segment; a torn last line (killed mid-write) is logged and skipped."""
         rows: list[LedgerRow] = []
         names: list[str] | None = None
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
+        # A segment still mapped when its process died ends in zeros (JSON never holds a raw
+        # NUL byte: it escapes it), and a copy cut short by the kill leaves a torn last line.
+        text = path.read_bytes().split(b"\x00", 1)[0].decode("utf-8", "replace")
+        if text:
+            for number, line in enumerate(text.splitlines(), start=1):
                 if not line.strip():
                     continue
                 try:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table
@@ -16,12 +19,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from proxy.accounting.journal import Journal
 from proxy.accounting.record import DB_COLUMNS, LedgerRow
+from proxy.accounting.safe_values import column_limits, safe_text, safe_values
 from proxy.accounting.spill import SpillFile
 from proxy.accounting.tables import prompt_samples, requests
 
 log = logging.getLogger(__name__)
 
 _CLOSE = object()
+_LIMITS = column_limits(requests, DB_COLUMNS)
 
 
 @dataclasses.dataclass(slots=True)
@@ -33,6 +38,7 @@ class LedgerStats:
     replayed_rows: int = 0
     journal_replayed_rows: int = 0
     journal_errors: int = 0
+    quarantined_rows: int = 0  # refused by the database; kept in the quarantine file
     dropped_rows: int = 0
     database_up: bool = True
 
@@ -65,6 +71,7 @@ class LedgerWriter:
     ) -> None:
         self._engine = engine
         self._spill = spill
+        self._quarantine_file = spill.path.with_name("ledger-quarantine.jsonl")
         self._journal = journal
         self._observers = tuple(observers)
         # request id -> arrival of rows handed over but not yet in the database (settlement
@@ -222,7 +229,11 @@ class LedgerWriter:
     async def _write(self, batch: list[LedgerRow]) -> None:
         try:
             await asyncio.to_thread(self._append, batch)
-        except Exception as exc:  # any driver error: the database is unusable for now
+        except Exception as exc:
+            if _is_bad_row(exc):  # the database answered: some row of the batch is refused
+                await self._isolate(batch)
+                return
+            # Any other driver error: the database is unusable for now.
             if self.stats.database_up:
                 log.warning("ledger database unavailable (%s); spilling rows to %s",
                             type(exc).__name__, self._spill.path)
@@ -235,6 +246,42 @@ class LedgerWriter:
         if not self.stats.database_up:
             log.info("ledger database is back")
         self.stats.database_up = True
+
+    async def _isolate(self, batch: list[LedgerRow]) -> list[LedgerRow]:
+        """Insert row by row; refused rows go to the quarantine file, the rest are written.
+
+        Returns the rows not yet handled because the database went away meanwhile (they are
+        spilled).
+        """
+        for index, row in enumerate(batch):
+            try:
+                await asyncio.to_thread(self._insert, [row])
+            except Exception as exc:
+                if not _is_bad_row(exc):
+                    rest = batch[index:]
+                    self.stats.database_up = False
+                    await self._spill_batch(rest)
+                    return rest
+                await self._quarantine(row, exc)
+                continue
+            self._pending.pop(row.request_id, None)
+            self.stats.written_rows += 1
+        self.stats.database_up = True
+        return []
+
+    async def _quarantine(self, row: LedgerRow, exc: Exception) -> None:
+        """Keep a refused row, with why, apart from the ledger (never retried blindly)."""
+        self.stats.quarantined_rows += 1
+        self._pending.pop(row.request_id, None)
+        log.error("ledger row %s refused by the database (%s); quarantined in %s",
+                  row.request_id, type(exc).__name__, self._quarantine_file)
+        line = json.dumps({"error": f"{type(exc).__name__}: {exc}"[:2000],
+                           "row": row.as_json_values()}) + "\n"
+        try:
+            await asyncio.to_thread(_append_line, self._quarantine_file, line)
+        except OSError:
+            self.stats.dropped_rows += 1
+            log.exception("quarantine file unwritable: row %s dropped", row.request_id)
 
     async def _spill_batch(self, batch: list[LedgerRow]) -> None:
         try:
@@ -254,13 +301,23 @@ class LedgerWriter:
         if path is None:
             return
         rows = await asyncio.to_thread(self._spill.read, path)
-        try:
-            for start in range(0, len(rows), self._batch_size):
-                chunk = rows[start : start + self._batch_size]
+        for start in range(0, len(rows), self._batch_size):
+            chunk = rows[start : start + self._batch_size]
+            try:
                 await asyncio.to_thread(self._insert, chunk)
-        except Exception:  # still down: the taken file stays and is retried first next time
-            self.stats.database_up = False
-            return
+            except Exception as exc:
+                if not _is_bad_row(exc):  # still down: the taken file is retried first next
+                    self.stats.database_up = False
+                    return
+                # A refused row must never block the replay: isolate it, keep the rest.
+                for row in chunk:
+                    try:
+                        await asyncio.to_thread(self._insert, [row])
+                    except Exception as row_exc:
+                        if not _is_bad_row(row_exc):
+                            self.stats.database_up = False
+                            return
+                        await self._quarantine(row, row_exc)
         self._spill.finish(path)
         if not self._spill.has_rows():
             self._spilled_since = None
@@ -270,6 +327,32 @@ class LedgerWriter:
 
 
 Write = Callable[[list[LedgerRow]], None]
+
+# The database answered and refused the data (as opposed to being unreachable).
+_BAD_ROW_ERRORS = ("DataError", "IntegrityError", "ProgrammingError", "NotSupportedError",
+                   "StringDataRightTruncation", "CharacterNotInRepertoire",
+                   "UntranslatableCharacter", "InvalidTextRepresentation", "EncodingError",
+                   "UnicodeEncodeError", "ValueError", "TypeError")
+
+
+def _is_bad_row(exc: BaseException) -> bool:
+    """Whether an insert failed because of a row's values, not the database's state."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if any(kind.__name__ in _BAD_ROW_ERRORS for kind in type(current).__mro__):
+            return True
+        current = current.__cause__ or getattr(current, "orig", None)
+    return False
+
+
+def _append_line(path: Path, line: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _bulk_append(engine: Engine) -> Write | None:
@@ -290,7 +373,7 @@ def _bulk_append(engine: Engine) -> Write | None:
             assert raw is not None
             with raw.cursor() as cursor, cursor.copy(statement) as copy:
                 for row in rows:
-                    copy.write_row(row.db_tuple())
+                    copy.write_row(safe_values(row.db_tuple(), _LIMITS))
             _insert_samples(connection, samples, rows)
 
     return append
@@ -303,7 +386,9 @@ def _insert_ignoring_duplicates(engine: Engine) -> Write:
 
     def insert(rows: list[LedgerRow]) -> None:
         with engine.begin() as connection:
-            connection.execute(statement, [row.as_db_values() for row in rows])
+            connection.execute(statement, [
+                dict(zip(DB_COLUMNS, safe_values(row.db_tuple(), _LIMITS), strict=True))
+                for row in rows])
             _insert_samples(connection, samples, rows)
 
     return insert
@@ -311,7 +396,9 @@ def _insert_ignoring_duplicates(engine: Engine) -> Write:
 
 def _insert_samples(connection: Connection, statement: Any, rows: list[LedgerRow]) -> None:
     """Captured prompts go in the same transaction as their ledger rows."""
-    values = [sample for row in rows if (sample := row.sample_values()) is not None]
+    values = [{name: safe_text(value, None) if isinstance(value, str) else value
+               for name, value in sample.items()}
+              for row in rows if (sample := row.sample_values()) is not None]
     if values:
         connection.execute(statement, values)
 

@@ -95,6 +95,10 @@ class _LiveState(Collector):
             ("sprout_ledger_queue_depth", ledger.queue_depth, "Rows waiting in memory"),
             ("sprout_ledger_dropped_rows", ledger.stats.dropped_rows, "Rows lost (must be 0)"),
             ("sprout_ledger_spilled_rows", ledger.stats.spilled_rows, "Rows spilled to file"),
+            ("sprout_ledger_quarantined_rows", ledger.stats.quarantined_rows,
+             "Rows the database refused, kept in the quarantine file"),
+            ("sprout_ledger_journal_replayed_rows", ledger.stats.journal_replayed_rows,
+             "Rows written from dead processes' journals"),
             ("sprout_ledger_database_up", int(ledger.stats.database_up), "Database reachable"),
         ]:
             gauge = GaugeMetricFamily(name, text)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+# The largest token count a request may ask for (2^31 - 1, a 32-bit count as upstreams use).
+MAX_TOKENS = 2**31 - 1
+
 
 class WireModel(BaseModel):
     """A JSON object from or to an OpenAI-compatible peer; extra keys pass through."""

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from proxy.protocol.base import WireModel
+from proxy.protocol.base import MAX_TOKENS, WireModel
 from proxy.protocol.streaming import StreamOptions
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
@@ -42,8 +42,9 @@ class ChatCompletionRequest(WireModel):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
-    max_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
-    max_completion_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
+    # Bounded like OpenAI's own limits (a 32-bit count): a larger value is a clear 400.
+    max_tokens: Annotated[StrictInt, Field(ge=1, le=MAX_TOKENS)] | None = None
+    max_completion_tokens: Annotated[StrictInt, Field(ge=1, le=MAX_TOKENS)] | None = None
     n: Annotated[StrictInt, Field(ge=1, le=128)] | None = None
     temperature: Annotated[StrictFloat | StrictInt, Field(ge=0, le=2)] | None = None
     top_p: Annotated[StrictFloat | StrictInt, Field(ge=0, le=1)] | None = None

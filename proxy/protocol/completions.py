@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from proxy.protocol.base import WireModel
+from proxy.protocol.base import MAX_TOKENS, WireModel
 from proxy.protocol.streaming import StreamOptions
 
 Prompt = StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]]
@@ -19,7 +19,7 @@ class CompletionRequest(WireModel):
     prompt: Prompt
     stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
-    max_tokens: Annotated[StrictInt, Field(ge=0)] | None = None
+    max_tokens: Annotated[StrictInt, Field(ge=0, le=MAX_TOKENS)] | None = None
     n: Annotated[StrictInt, Field(ge=1, le=128)] | None = None
     temperature: Annotated[StrictFloat | StrictInt, Field(ge=0, le=2)] | None = None
     top_p: Annotated[StrictFloat | StrictInt, Field(ge=0, le=1)] | None = None

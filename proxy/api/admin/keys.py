@@ -22,7 +22,8 @@ router = APIRouter(prefix="/admin/keys", tags=["admin"])
 class KeyCreate(BaseModel):
     """A new key's name and policy."""
 
-    name: str = Field(min_length=1, max_length=256)
+    # Printable text: a NUL or other control character is a 400, not a database error.
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")
     policy: KeyPolicy = Field(default_factory=KeyPolicy)
 
 
