@@ -134,15 +134,14 @@ def _serve(settings: Settings) -> int:
           f"database: {settings.database_url})", flush=True)
     if settings.workers > 1:
         return _serve_workers(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=30,
-    )
+    uvicorn.run(create_app(settings), **_server_options(settings))
     return 0
+
+
+def _server_options(settings: Settings) -> dict[str, Any]:
+    """What uvicorn gets, for one process or several."""
+    return {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
+            "access_log": False, "timeout_graceful_shutdown": 30}
 
 
 def _serve_workers(settings: Settings) -> int:
@@ -165,16 +164,8 @@ def _serve_workers(settings: Settings) -> int:
     if settings.master_key is not None:
         os.environ["PROXY_MASTER_KEY"] = settings.master_key.get_secret_value()
     os.environ["PROXY_MIGRATE_ON_START"] = "false"  # done above, once
-    uvicorn.run(
-        "proxy.app:create_app_from_environment",
-        factory=True,
-        workers=settings.workers,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=30,
-    )
+    uvicorn.run("proxy.app:create_app_from_environment", factory=True,
+                workers=settings.workers, **_server_options(settings))
     return 0
 
 

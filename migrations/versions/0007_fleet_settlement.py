@@ -30,8 +30,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('settled_shared', sa.Boolean(), nullable=True))
         batch_op.add_column(sa.Column('settled_estimated', sa.Boolean(), nullable=True))
         batch_op.add_column(sa.Column('settled_at', sa.DateTime(timezone=True), nullable=True))
-        batch_op.create_index('ix_requests_device_id_served_at', ['device_id', 'served_at'],
-                              unique=False)
+        batch_op.create_index('ix_requests_unsettled', ['device_id', 'served_at'], unique=False,
+                              postgresql_where=sa.text('settled_at IS NULL'),
+                              sqlite_where=sa.text('settled_at IS NULL'))
     op.create_table(
         'energy_samples',
         sa.Column('sample_id', sa.Integer(), autoincrement=True, nullable=False),
@@ -107,7 +108,7 @@ def downgrade() -> None:
     op.drop_index('ix_energy_samples_device_id_sampled_at', table_name='energy_samples')
     op.drop_table('energy_samples')
     with op.batch_alter_table('requests', schema=None) as batch_op:
-        batch_op.drop_index('ix_requests_device_id_served_at')
+        batch_op.drop_index('ix_requests_unsettled')
         batch_op.drop_column('settled_at')
         batch_op.drop_column('settled_estimated')
         batch_op.drop_column('settled_shared')

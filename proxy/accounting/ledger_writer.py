@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 _CLOSE = object()
 _LIMITS = column_limits(requests, DB_COLUMNS)
+_SAMPLE_LIMITS = {column.name: limit for column, limit in zip(
+    prompt_samples.columns, column_limits(prompt_samples, prompt_samples.c.keys()), strict=True)
+    if limit is not None and limit > 0}
 
 
 @dataclasses.dataclass(slots=True)
@@ -111,7 +114,7 @@ class LedgerWriter:
         if self._journal is not None:
             try:
                 seq = self._journal.append(row)
-            except OSError:
+            except Exception:  # a full disk, a closed journal: the row still goes on below
                 self.stats.journal_errors += 1
                 log.exception("ledger journal unwritable: row %s only in memory", row.request_id)
         self._pending[row.request_id] = row.created_at
@@ -396,8 +399,8 @@ def _insert_ignoring_duplicates(engine: Engine) -> Write:
 
 def _insert_samples(connection: Connection, statement: Any, rows: list[LedgerRow]) -> None:
     """Captured prompts go in the same transaction as their ledger rows."""
-    values = [{name: safe_text(value, None) if isinstance(value, str) else value
-               for name, value in sample.items()}
+    values = [{name: safe_text(value, _SAMPLE_LIMITS.get(name)) if isinstance(value, str)
+               else value for name, value in sample.items()}
               for row in rows if (sample := row.sample_values()) is not None]
     if values:
         connection.execute(statement, values)

@@ -38,7 +38,18 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.pool import NullPool
 
 from proxy.accounting.db import make_engine
@@ -52,7 +63,12 @@ from proxy.jobs.leader import LeaderLock
 log = logging.getLogger(__name__)
 
 MAX_SAMPLES_PER_RUN = 5_000
+RUN_TIMEOUT_S = 300.0
 SAMPLE_RETENTION = timedelta(hours=6)  # samples kept behind a device's settled point
+
+
+class SettlementConflict(Exception):
+    """Another process moved a device's settled point during this run."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,6 +78,7 @@ class SettlementConfig:
     replica_timeout_s: float = 15.0  # a replica silent this long is taken as dead
     margin_s: float = 1.0  # windows end at least this far in the past
     max_hold_s: float = 600.0  # no request holds a window open longer than this
+    stale_meter_s: float = 60.0  # a metered device silent this long: its rows are estimated
     prefill_weight: float = 1.0
     decode_weight: float = 4.0
 
@@ -190,8 +207,16 @@ class SettlementJob:
             self._executor = concurrent.futures.ProcessPoolExecutor(
                 1, mp_context=multiprocessing.get_context("spawn"))
         loop = asyncio.get_running_loop()
-        stats = await loop.run_in_executor(self._executor, settle_once, self._url, self._pools,
-                                           self.config)
+        try:
+            stats = await asyncio.wait_for(loop.run_in_executor(
+                self._executor, settle_once, self._url, self._pools, self.config),
+                timeout=RUN_TIMEOUT_S)
+        except (concurrent.futures.process.BrokenProcessPool, TimeoutError) as exc:
+            # The child died (an OOM kill) or hangs: a fresh one next run, never none.
+            log.warning("settlement child failed (%s); starting a new one", type(exc).__name__)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+            return "settlement child restarted"
         for field in dataclasses.fields(stats):
             setattr(self.stats, field.name,
                     getattr(self.stats, field.name) + getattr(stats, field.name))
@@ -245,6 +270,8 @@ class Settlement:
                     else:
                         settled += self._settle_estimated(connection, device_id, pools,
                                                           through, horizon, now)
+            except SettlementConflict as exc:
+                log.info("settlement: %s", exc)
             except Exception:  # one device's trouble must not stop the others
                 log.exception("settlement of device %s failed; retried next run", device_id)
         self.stats.runs += 1
@@ -314,6 +341,12 @@ class Settlement:
             self._ensure_device(connection, device_id, pools, samples[0][0])
             through = samples[0][0]
         if len(samples) < 2:
+            last = samples[-1][0] if samples else through
+            if last is not None and horizon - last > self.config.stale_meter_s:
+                # The meter stopped answering (a pod gone, a meter down): rows after its last
+                # sample cannot be metered; they keep their estimate, labelled so.
+                self._advance(connection, device_id, through, horizon)
+                return self._finish_late(connection, device_id, horizon, now)
             return self._finish_late(connection, device_id, through, now)
         start_s, end_s = samples[0][0], samples[-1][0]
         rows = self._rows(connection, device_id, start_s, end_s)
@@ -351,14 +384,14 @@ class Settlement:
             self._ensure_device(connection, device_id, pools, None)
         if horizon <= through:
             return 0
+        if accounts is None:  # its pool is unknown here: keep the rows' own estimates
+            self._advance(connection, device_id, through, horizon)
+            return self._finish_late(connection, device_id, horizon, now)
         rows = self._rows(connection, device_id, through, horizon)
         flights = [self._flight(row) for row in rows]
-        if accounts is None:
-            windows = [Window(through, horizon, 0.0)]
-        else:
-            profile = accounts.profile
-            windows = synthesise(flights, through, horizon, active_w=profile.active_w,
-                                 idle_w=profile.idle_w)
+        profile = accounts.profile
+        windows = synthesise(flights, through, horizon, active_w=profile.active_w,
+                             idle_w=profile.idle_w)
         return self._apply(connection, device_id, rows, flights, windows, horizon, "estimated",
                            {row.request_id for row in rows}, now)
 
@@ -398,6 +431,7 @@ class Settlement:
     def _apply(self, connection: Connection, device_id: str, rows: list[_Row],
                flights: list[Flight], windows: list[Window], through: float, method: str,
                estimated: set[str], now: datetime) -> int:
+        previous = windows[0].start_s if windows else None
         config = self.config
         result = attribute(windows, flights, prefill_weight=config.prefill_weight,
                            decode_weight=config.decode_weight)
@@ -408,7 +442,11 @@ class Settlement:
             joules = row.settled_j + result.energy_j.get(row.request_id, 0.0)
             busy_s = row.settled_busy_s + result.busy_s.get(row.request_id, 0.0)
             shared = row.settled_shared or row.request_id in result.shared
-            synthesised = row.settled_estimated or row.request_id in estimated
+            # A row that started before the first window it is given, and was given none
+            # before, missed windows (held past max_hold_s, or older than the first sample):
+            # its figure is not fully metered.
+            missed = previous is not None and not row.touched and row.served_s < previous - 1e-6
+            synthesised = row.settled_estimated or row.request_id in estimated or missed
             values = {"rid": row.request_id, "settled_j": joules, "settled_busy_s": busy_s,
                       "settled_shared": shared, "settled_estimated": synthesised}
             if row.ended_s > through:
@@ -418,6 +456,7 @@ class Settlement:
             if synthesised:
                 label = "estimated"
             final.append(values | self._final(row, joules, busy_s, label, now))
+        self._advance(connection, device_id, previous, through)
         _update_rows(connection, partial, _PARTIAL)
         _update_rows(connection, final, _FINAL)
         if windows:
@@ -425,8 +464,6 @@ class Settlement:
                 device_id=device_id, start_at=_at(windows[0].start_s),
                 end_at=_at(windows[-1].end_s), metered_j=metered_j, attributed_j=attributed_j,
                 idle_j=result.idle_j, rows=len(flights), method=method, settled_at=now))
-        connection.execute(update(energy_devices).where(
-            energy_devices.c.device_id == device_id).values(settled_through=_at(through)))
         connection.execute(delete(energy_samples).where(
             energy_samples.c.device_id == device_id,
             energy_samples.c.sampled_at < _at(through) - SAMPLE_RETENTION))
@@ -465,6 +502,24 @@ class Settlement:
         # Rows with no energy figure at all (their pool unknown to the leader): done with.
         connection.execute(update(requests_table).where(late).values(settled_at=now))
         return int(untouched or 0) + int(touched or 0)
+
+    @staticmethod
+    def _advance(connection: Connection, device_id: str, previous: float | None,
+                 through: float) -> None:
+        """Move the device's settled point from `previous` to `through`, or roll back.
+
+        A compare-and-set: if another process settled this device meanwhile (a leader handing
+        over while its last run finishes), this run's transaction is abandoned rather than
+        counting the same windows twice.
+        """
+        conditions = [energy_devices.c.device_id == device_id]
+        if previous is not None:
+            conditions.append(or_(energy_devices.c.settled_through.is_(None),
+                                  energy_devices.c.settled_through <= _at(previous + 1e-3)))
+        moved = connection.execute(update(energy_devices).where(*conditions).values(
+            settled_through=_at(through))).rowcount
+        if not moved:
+            raise SettlementConflict(f"device {device_id} was settled elsewhere meanwhile")
 
     @staticmethod
     def _ensure_device(connection: Connection, device_id: str, pools: list[str],

@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData(
@@ -83,7 +84,10 @@ requests = Table(
     Column("settled_estimated", Boolean, nullable=True),  # some window of it was synthesised
     Column("settled_at", DateTime(timezone=True), nullable=True),
     Index("ix_requests_created_at", "created_at"),
-    Index("ix_requests_device_id_served_at", "device_id", "served_at"),
+    # Settlement reads only rows not yet settled: a partial index keeps that set small however
+    # long the ledger grows (settled rows leave it).
+    Index("ix_requests_unsettled", "device_id", "served_at",
+          postgresql_where=text("settled_at IS NULL"), sqlite_where=text("settled_at IS NULL")),
     Index("ix_requests_api_key_id_created_at", "api_key_id", "created_at"),
     Index("ix_requests_pool_created_at", "pool", "created_at"),
 )

@@ -35,7 +35,11 @@ class RemoteMeter(EnergyMeter):
 
     def __init__(self, url: str, timeout_s: float = 2.0) -> None:
         self._url = url
-        self._client = httpx.AsyncClient(timeout=timeout_s, trust_env=False)
+        # No keep-alive: behind a Service URL each read opens a connection, so the balancer
+        # spreads the reads over every pod (a kept connection would read one pod forever).
+        self._client = httpx.AsyncClient(
+            timeout=timeout_s, trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0))
         self._last = Availability(False, "not read yet")
 
     def availability(self) -> Availability:

@@ -41,6 +41,7 @@ class MeterSampler:
         self._ticks = 0
         self._state: dict[str, tuple[str, str, bool, str]] = {}  # device -> meter, pools, ok, why
         self.samples = 0
+        self._last_j: dict[str, float] = {}
 
     def start(self) -> None:
         """Start ticking (inside the event loop)."""
@@ -84,6 +85,12 @@ class MeterSampler:
             return None
         device = sample.device_id or target.device_id
         self._note(device, meter.name, target.pool, True, "")
+        if self._last_j.get(device) == sample.energy_j:
+            # An exporter that refreshes every few seconds (DCGM's collect interval) repeats
+            # its value: only a new value marks the end of a window, or joules would land in
+            # whichever 0.5 s happened to see the refresh.
+            return None
+        self._last_j[device] = sample.energy_j
         return {"device_id": device, "sampled_at": self._clock(), "energy_j": sample.energy_j,
                 "meter": meter.name[:256]}
 

@@ -65,6 +65,7 @@ class LeaderLock:
         if self._connection is not None:
             try:
                 self._connection.execute(text("SELECT 1"))
+                self._connection.commit()  # never left idle in a transaction
                 return True
             except Exception:  # the connection (and with it the lock) is gone
                 self._drop()

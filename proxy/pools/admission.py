@@ -74,7 +74,9 @@ class Admission:
         if self.free:
             self.in_flight += 1
             return
-        if self.waiting >= self.max_queue:
+        # Past the queue, or no share at all on this replica (more replicas than slots):
+        # refuse now, so the client retries and the balancer may pick another replica.
+        if self.waiting >= self.max_queue or self.limit == 0:
             raise Overloaded(
                 f"pool {pool_name!r} is at capacity; retry shortly",
                 code="pool_overloaded",

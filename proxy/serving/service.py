@@ -286,6 +286,8 @@ class Serving:
                 exchange.upstream_s += pause_s  # waiting, not proxy work
                 await asyncio.sleep(pause_s)
             exchange.backend_url = backend.url
+            # The backend's device until its answer names one (a failure held it too).
+            exchange.device_id = self.devices.device_for(pool.name, backend.url)
             sent_at = time.perf_counter()
             pool.claim(backend)
             exchange.backend = backend
@@ -293,8 +295,8 @@ class Serving:
             try:
                 response = await backend.send(upstream)
                 exchange.decoding = response.decoding
-                exchange.device_id = response.device or self.devices.device_for(
-                    pool.name, backend.url)
+                if response.device:
+                    exchange.device_id = response.device
                 try:
                     if response.status_code >= 500 or response.status_code == 429:
                         detail = (await response.read())[:300].decode(errors="replace")

@@ -118,8 +118,9 @@ class TappedStream(Response):
     def _record(self, disconnected: bool) -> None:
         if self._recorded:
             return
+        row = self._settle(disconnected)
         self._recorded = True
-        self._on_record(self._settle(disconnected))
+        self._on_record(row)
 
     def _settle(self, disconnected: bool) -> LedgerRow:
         exchange, tap = self._exchange, self._tap

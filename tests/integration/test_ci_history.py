@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -13,20 +12,12 @@ from sqlalchemy import create_engine, insert, select
 from proxy.accounting.db import normalise_url
 from proxy.accounting.migrate import upgrade_to_head
 from proxy.accounting.tables import ci_readings, evaluations, optimiser_runs
-from proxy.fakes.grid_api import EM_TOKEN, GridAPIs
+from proxy.fakes.grid_api import EM_TOKEN
 from tests.conftest import MASTER_KEY
 from tests.integration.test_evaluator import _capturing_proxy, _table, _traffic, judged_fake
-from tests.support.servers import ServerThread
+from tests.integration.test_grid_providers import grid
 
-__all__ = ["judged_fake"]  # the fixture, shared with the evaluator's tests
-
-
-@pytest.fixture
-def grid() -> Iterator[tuple[GridAPIs, str]]:
-    app = GridAPIs()
-    server = ServerThread(app).start()
-    yield app, server.root
-    server.stop()
+__all__ = ["grid", "judged_fake"]  # fixtures shared with the evaluator's and grid tests
 
 
 def _seed(database_url: str, now: datetime) -> None:

@@ -113,25 +113,37 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
-def test_a_zero_share_queues_requests_and_a_larger_one_wakes_them_in_order() -> None:
+def test_a_zero_share_refuses_at_once() -> None:
     async def scenario() -> None:
         admission = Admission(max_concurrency=4, max_queue=10)
-        admission.set_limit(0)
+        admission.set_limit(0)  # more replicas than slots: this one has none
+        with pytest.raises(Overloaded):
+            await admission.acquire("p")
+        assert admission.waiting == 0 and admission.in_flight == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_larger_share_wakes_waiters_in_order() -> None:
+    async def scenario() -> None:
+        admission = Admission(max_concurrency=4, max_queue=10)
+        admission.set_limit(1)
+        await admission.acquire("p")  # the one slot is held
         order: list[int] = []
         tasks = [asyncio.create_task(_started(admission, order, i)) for i in range(5)]
         await _settle()
-        assert order == [] and admission.waiting == 5 and admission.in_flight == 0
-        admission.set_limit(2)
+        assert order == [] and admission.waiting == 5 and admission.in_flight == 1
+        admission.set_limit(3)
         await _settle()
-        assert order == [0, 1] and admission.in_flight == 2 and admission.waiting == 3
+        assert order == [0, 1] and admission.in_flight == 3 and admission.waiting == 3
         admission.release()
         await _settle()
-        assert order == [0, 1, 2] and admission.in_flight == 2
+        assert order == [0, 1, 2] and admission.in_flight == 3
         admission.set_limit(10)
         await _settle()
-        assert order == [0, 1, 2, 3, 4] and admission.in_flight == 4 and admission.waiting == 0
+        assert order == [0, 1, 2, 3, 4] and admission.in_flight == 5 and admission.waiting == 0
         await asyncio.gather(*tasks)
-        for _ in range(4):  # one of the five was released above
+        for _ in range(5):
             admission.release()
         assert admission.in_flight == 0 and admission.free
 
@@ -161,14 +173,14 @@ def test_a_full_queue_refuses_at_once() -> None:
 def test_a_cancelled_waiter_leaks_no_slot() -> None:
     async def scenario() -> None:
         admission = Admission(max_concurrency=1, max_queue=5)
-        admission.set_limit(0)
+        await admission.acquire("p")  # the one slot is held
         waiter = asyncio.create_task(admission.acquire("p"))
         await _settle()
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        assert admission.waiting == 0 and admission.in_flight == 0
-        admission.set_limit(1)
+        assert admission.waiting == 0 and admission.in_flight == 1
+        admission.release()
         assert admission.in_flight == 0 and admission.free
 
     asyncio.run(scenario())
@@ -177,12 +189,12 @@ def test_a_cancelled_waiter_leaks_no_slot() -> None:
 def test_a_waiter_cancelled_just_as_it_was_granted_gives_the_slot_on() -> None:
     async def scenario() -> None:
         admission = Admission(max_concurrency=1, max_queue=5)
-        admission.set_limit(0)
+        await admission.acquire("p")  # the one slot is held
         order: list[int] = []
         first = asyncio.create_task(_started(admission, order, 0))
         second = asyncio.create_task(_started(admission, order, 1))
         await _settle()
-        admission.set_limit(1)  # grants the first waiter's future ...
+        admission.release()  # grants the first waiter's future ...
         first.cancel()  # ... which is cancelled before it runs again
         with pytest.raises(asyncio.CancelledError):
             await first

@@ -394,3 +394,28 @@ def test_windows_per_device_are_independent(engine: Engine) -> None:
     assert_close(settled["y"].energy_j, 20.0)
     with engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(energy_windows)).scalar() == 2
+
+
+def test_rows_of_a_meter_that_went_silent_end_estimated(engine: Engine) -> None:
+    # The device's meter answered until -90 s (a pod gone, a meter down), rows came after.
+    add_samples(engine, "gpu0", [(-100.0, 1000.0), (-90.0, 3000.0)])
+    add_row(engine, "before", -99, -95)
+    add_row(engine, "after", -50, -40, energy_j=7.0)
+    settle(engine)  # closes the meter's last window
+    settle(engine)  # the next run: the meter has been silent 90 s > stale_meter_s
+
+    settled = rows(engine)
+    assert settled["before"].energy_method == "measured"
+    assert settled["after"].settled_at is not None
+    assert (settled["after"].energy_method, settled["after"].energy_j) == ("estimated", 7.0)
+    assert_conserved(engine, "gpu0", 2000.0)
+
+
+def test_a_device_settled_elsewhere_meanwhile_is_not_counted_twice(engine: Engine) -> None:
+    samples = counter()
+    add_samples(engine, "gpu0", samples)
+    add_row(engine, "a1", -95, -85)
+    first = settle(engine)
+    again = settle(engine)  # a second leader's run over the same state: nothing new
+    assert again.stats.windows == 0 and first.stats.windows == 1
+    assert len(windows(engine, "gpu0")) == 1
