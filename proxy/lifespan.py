@@ -111,7 +111,8 @@ def pool_accounts(pools: list[Pool], carbon: CarbonService) -> dict[str, PoolAcc
         accounts[pool.name] = PoolAccounts(
             profile=pool_profile(pool.config), params_b=pool.config.model_params_b,
             region=accounting.region, pue=accounting.pue,
-            embodied_g_per_s=pool_embodied_g_per_s(pool.config))
+            embodied_g_per_s=pool_embodied_g_per_s(pool.config),
+            prefill_weight=accounting.prefill_weight, decode_weight=accounting.decode_weight)
     return accounts
 
 

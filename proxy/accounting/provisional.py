@@ -30,6 +30,8 @@ class PoolAccounts:
     region: str | None
     pue: float
     embodied_g_per_s: float
+    prefill_weight: float = 1.0  # how settlement weighs prompt against answer tokens
+    decode_weight: float = 4.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

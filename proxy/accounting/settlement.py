@@ -433,8 +433,13 @@ class Settlement:
                estimated: set[str], now: datetime) -> int:
         previous = windows[0].start_s if windows else None
         config = self.config
-        result = attribute(windows, flights, prefill_weight=config.prefill_weight,
-                           decode_weight=config.decode_weight)
+        # The device's pool's token weights (the settings' defaults for an unknown pool).
+        pools = {row.pool for row in rows if row.pool in self._pools}
+        accounts = self._pools[min(pools)] if pools else None
+        result = attribute(
+            windows, flights,
+            prefill_weight=accounts.prefill_weight if accounts else config.prefill_weight,
+            decode_weight=accounts.decode_weight if accounts else config.decode_weight)
         metered_j = sum(w.energy_j for w in windows)
         attributed_j = sum(result.energy_j.values())
         partial, final = [], []

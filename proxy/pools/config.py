@@ -59,7 +59,10 @@ class PoolAccounting(BaseModel):
     embodied_device: str = "sprout-server"
     embodied_kg_co2e: float | None = Field(default=None, ge=0)
     lifetime_years: float | None = Field(default=None, gt=0)
+    # Ignored since settlement became fleet-wide (the leader samples every meter each
+    # PROXY_METER_SAMPLE_S); still accepted so existing pool files load.
     tick_s: float = Field(default=0.5, gt=0)
+    # How a window's joules are weighted between a request's prompt and answer tokens.
     prefill_weight: float = Field(default=1.0, ge=0)
     decode_weight: float = Field(default=4.0, ge=0)
 
