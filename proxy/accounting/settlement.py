@@ -223,10 +223,10 @@ class SettlementJob:
         return f"settled {stats.settled_rows} rows"
 
     async def aclose(self) -> None:
-        """Stop the child process."""
+        """Stop the child process, after its current run (the lead is released after this)."""
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+            executor, self._executor = self._executor, None
+            await asyncio.to_thread(executor.shutdown, True, cancel_futures=True)
 
 
 def settle_once(database_url: str, pools: dict[str, PoolAccounts],

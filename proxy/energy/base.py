@@ -46,6 +46,7 @@ class EnergyMeter(abc.ABC):
     """One energy source; `availability` never raises, `read` may raise MeterUnavailable."""
 
     name: str
+    device_id: str | None = None  # the device the source says it reads, when it says so
 
     @abc.abstractmethod
     def availability(self) -> Availability:

@@ -55,6 +55,7 @@ class RemoteMeter(EnergyMeter):
         except (httpx.HTTPError, ValueError) as exc:
             self._last = Availability(False, f"remote meter {self._url}: {exc}")
             raise MeterUnavailable(self._last.reason) from exc
+        self.device_id = document.device
         if not document.available:
             self._last = Availability(False, f"remote {document.meter}: {document.reason}")
             raise MeterUnavailable(self._last.reason)

@@ -77,8 +77,9 @@ class MeterSampler:
                     meter: EnergyMeter) -> dict[str, object] | None:
         try:
             sample = await meter.read()
-        except MeterUnavailable as exc:
-            self._note(target.device_id, meter.name, target.pool, False, str(exc))
+        except MeterUnavailable as exc:  # under the device it names, if it named one
+            self._note(meter.device_id or target.device_id, meter.name, target.pool, False,
+                       str(exc))
             return None
         except Exception as exc:  # a meter must never stop the others
             self._note(target.device_id, meter.name, target.pool, False, repr(exc))
