@@ -234,7 +234,12 @@ class LedgerWriter:
             await asyncio.to_thread(self._append, batch)
         except Exception as exc:
             if _is_bad_row(exc):  # the database answered: some row of the batch is refused
-                await self._isolate(batch)
+                written, rest = await self._insert_each(batch)
+                self._written(written)
+                if rest:
+                    await self._spill_batch(rest)
+                else:
+                    self.stats.database_up = True
                 return
             # Any other driver error: the database is unusable for now.
             if self.stats.database_up:
@@ -243,34 +248,29 @@ class LedgerWriter:
             self.stats.database_up = False
             await self._spill_batch(batch)
             return
-        for row in batch:
-            self._pending.pop(row.request_id, None)
-        self.stats.written_rows += len(batch)
+        self._written(batch)
         if not self.stats.database_up:
             log.info("ledger database is back")
         self.stats.database_up = True
 
-    async def _isolate(self, batch: list[LedgerRow]) -> list[LedgerRow]:
-        """Insert row by row; refused rows go to the quarantine file, the rest are written.
+    async def _insert_each(
+            self, rows: list[LedgerRow]) -> tuple[list[LedgerRow], list[LedgerRow]]:
+        """Insert one row at a time, quarantining each one the database refuses.
 
-        Returns the rows not yet handled because the database went away meanwhile (they are
-        spilled).
+        Returns the rows written and those not handled because the database went away.
         """
-        for index, row in enumerate(batch):
+        written: list[LedgerRow] = []
+        for index, row in enumerate(rows):
             try:
                 await asyncio.to_thread(self._insert, [row])
             except Exception as exc:
                 if not _is_bad_row(exc):
-                    rest = batch[index:]
                     self.stats.database_up = False
-                    await self._spill_batch(rest)
-                    return rest
+                    return written, rows[index:]
                 await self._quarantine(row, exc)
                 continue
-            self._pending.pop(row.request_id, None)
-            self.stats.written_rows += 1
-        self.stats.database_up = True
-        return []
+            written.append(row)
+        return written, []
 
     async def _quarantine(self, row: LedgerRow, exc: Exception) -> None:
         """Keep a refused row, with why, apart from the ledger (never retried blindly)."""
@@ -285,6 +285,11 @@ class LedgerWriter:
         except OSError:
             self.stats.dropped_rows += 1
             log.exception("quarantine file unwritable: row %s dropped", row.request_id)
+
+    def _written(self, rows: list[LedgerRow]) -> None:
+        for row in rows:
+            self._pending.pop(row.request_id, None)
+        self.stats.written_rows += len(rows)
 
     async def _spill_batch(self, batch: list[LedgerRow]) -> None:
         try:
@@ -313,14 +318,9 @@ class LedgerWriter:
                     self.stats.database_up = False
                     return
                 # A refused row must never block the replay: isolate it, keep the rest.
-                for row in chunk:
-                    try:
-                        await asyncio.to_thread(self._insert, [row])
-                    except Exception as row_exc:
-                        if not _is_bad_row(row_exc):
-                            self.stats.database_up = False
-                            return
-                        await self._quarantine(row, row_exc)
+                _, rest = await self._insert_each(chunk)
+                if rest:  # the database went away: the taken file is retried first next
+                    return
         self._spill.finish(path)
         if not self._spill.has_rows():
             self._spilled_since = None

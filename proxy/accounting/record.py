@@ -91,10 +91,6 @@ class LedgerRow:
         values["captured_request"] = self.captured_request
         return values
 
-    def replace(self, **changes: Any) -> LedgerRow:
-        """A copy with some fields changed (the row itself never changes)."""
-        return dataclasses.replace(self, **changes)
-
     @classmethod
     def from_json_values(cls, values: dict[str, Any]) -> LedgerRow:
         """Inverse of `as_json_values` (unknown keys from newer versions are ignored)."""

@@ -49,12 +49,9 @@ class MeterSampler:
             self._task = asyncio.create_task(self._run(), name="meter-sampler")
 
     async def _run(self) -> None:
-        leading = False
         while True:
-            try:
-                if self._ticks % 4 == 0 or not leading:  # the lock check is a round trip
-                    leading = await asyncio.to_thread(self._leader.is_leader)
-                if leading:
+            try:  # the lock caches its answer for a second: most checks are no round trip
+                if await asyncio.to_thread(self._leader.is_leader):
                     await self.tick()
             except Exception:
                 log.exception("meter sampling failed; retrying")
