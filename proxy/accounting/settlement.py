@@ -34,6 +34,9 @@ import itertools
 import json
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -205,7 +208,8 @@ class SettlementJob:
             return "follower"
         if self._executor is None:
             self._executor = concurrent.futures.ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"))
+                1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=watch_parent, initargs=(os.getpid(),))
         loop = asyncio.get_running_loop()
         try:
             stats = await asyncio.wait_for(loop.run_in_executor(
@@ -227,6 +231,19 @@ class SettlementJob:
         if self._executor is not None:
             executor, self._executor = self._executor, None
             await asyncio.to_thread(executor.shutdown, True, cancel_futures=True)
+
+
+def watch_parent(parent_pid: int) -> None:
+    """In the child: exit as soon as the proxy that started it is gone (a kill -9 included).
+
+    A pool's worker otherwise waits on its queue forever once its parent died.
+    """
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def settle_once(database_url: str, pools: dict[str, PoolAccounts],

@@ -63,6 +63,20 @@ def _start_all(replicas: list[Replica]) -> None:
     assert not errors, errors
 
 
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
 def _query(database_url: str, statement: Any) -> list[Any]:
     engine = create_engine(normalise_url(database_url))
     try:
@@ -293,7 +307,12 @@ def test_a_replica_killed_under_load_loses_no_answered_request(
     env = {"PROXY_LEDGER_LINGER_S": "1.0"}
     a = replica(tmp_path, "a", pg_url, upstream=fake.url, env=env)
     b = replica(tmp_path, "b", pg_url, upstream=fake.url)
-    _start_all([a, b])
+    a.process.start()  # A first, so A leads: its settlement child must not outlive it
+    deadline = time.monotonic() + 20
+    while not a.health()["replica"]["leader"]:
+        assert time.monotonic() < deadline, "replica A never led"
+        time.sleep(0.2)
+    b.process.start()
     answered: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()
@@ -316,11 +335,17 @@ def test_a_replica_killed_under_load_loses_no_answered_request(
         for thread in threads:
             thread.start()
         time.sleep(3.0)
+        children = _children(a.process.process.pid)  # type: ignore[union-attr]
+        assert children  # the settlement child (and multiprocessing's resource tracker)
         a.kill()
         time.sleep(1.0)
         stop.set()
         for thread in threads:
             thread.join()
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() for pid in children):  # e.g. settlement's
+            assert time.monotonic() < deadline, "the killed replica left processes behind"
+            time.sleep(0.2)
         restarted = replica(tmp_path, "a2", pg_url, upstream=fake.url, var=a.var)
         restarted.process.start()
         replayed = restarted.health()["ledger"]["journal_replayed_rows"]
