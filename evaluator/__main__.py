@@ -35,11 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     once = commands.add_parser("run-once", help="evaluate now (exit 3 if another run holds the "
-                                                "lock, 4 if there are no captured prompts)")
+                                                "lock, 4 if there are no captured prompts, "
+                                                "5 if no prompt could be judged)")
     once.add_argument("--proxy-url", default=None,
                       help="the proxy's OpenAI base URL (default http://PROXY_HOST:PROXY_PORT/v1)")
     once.add_argument("--database-url", default=None, help="default PROXY_DATABASE_URL")
     once.add_argument("--judge-model", default=None, help="default PROXY_EVALUATOR_JUDGE_MODEL")
+    once.add_argument("--judge-mode", choices=("auto", "logprobs", "text"), default=None,
+                      help="default PROXY_EVALUATOR_JUDGE_MODE (auto)")
     once.add_argument("--max-prompts", type=int, default=None)
     once.add_argument("--time-budget-s", type=float, default=None)
     once.add_argument("--no-resume", action="store_true", help="start a new run even if one "
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     proxy_url = args.proxy_url or f"http://{settings.host}:{settings.port}/v1"
     chosen: dict[str, object] = {"judge_model": judge_model, "resume": not args.no_resume,
                                  "seed": args.seed}
+    if args.judge_mode:
+        chosen["judge_mode"] = args.judge_mode
     if args.max_prompts:
         chosen["max_prompts"] = args.max_prompts
     if args.time_budget_s:
@@ -93,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             return 4
         print(f"evaluation {summary.evaluation_id}: {summary.status}, {summary.judged} judged, "
               f"{summary.failed} failed of {summary.planned} prompts")
+        if summary.planned and not summary.judged:
+            print("nothing could be judged: see the judgments table's errors",
+                  file=sys.stderr)
+            return 5
         return 0
 
     try:

@@ -28,6 +28,7 @@ class Answer:
     text: str | None
     request_id: str | None
     error: str | None = None
+    document: dict[str, Any] | None = None  # the whole response (the judge reads logprobs)
 
 
 class Generator(abc.ABC):
@@ -38,12 +39,18 @@ class Generator(abc.ABC):
         """The answer text of a chat or completion request."""
 
 
-def _text(endpoint: str, body: bytes) -> str:
-    document = json.loads(body)
-    choice = document["choices"][0]
-    if endpoint == "chat":
-        return str(choice["message"].get("content") or "")
-    return str(choice.get("text") or "")
+def _read(endpoint: str, body: bytes, request_id: str | None) -> Answer:
+    """The answer in a response body, or why it cannot be read."""
+    try:
+        document = json.loads(body)
+        choice = document["choices"][0]
+        if endpoint == "chat":
+            text = str(choice["message"].get("content") or "")
+        else:
+            text = str(choice.get("text") or "")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        return Answer(None, request_id, f"unreadable answer: {exc}")
+    return Answer(text, request_id, None, document)
 
 
 def _plain(request: dict[str, Any]) -> dict[str, Any]:
@@ -71,10 +78,7 @@ class HTTPGenerator(Generator):
         request_id = response.headers.get("x-request-id")
         if response.status_code != 200:
             return Answer(None, request_id, f"HTTP {response.status_code}: {response.text[:300]}")
-        try:
-            return Answer(_text(endpoint, response.content), request_id)
-        except (ValueError, KeyError, IndexError) as exc:
-            return Answer(None, request_id, f"unreadable answer: {exc}")
+        return _read(endpoint, response.content, request_id)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -102,10 +106,7 @@ class InProcessGenerator(Generator):
         if response.status_code != 200:
             return Answer(None, exchange.request_id,
                           f"HTTP {response.status_code}: {body[:300].decode(errors='replace')}")
-        try:
-            return Answer(_text(endpoint, body), exchange.request_id)
-        except (ValueError, KeyError, IndexError) as exc:
-            return Answer(None, exchange.request_id, f"unreadable answer: {exc}")
+        return _read(endpoint, body, exchange.request_id)
 
 
 async def _never_disconnects() -> dict[str, Any]:

@@ -48,6 +48,7 @@ class RunOptions:
 
     levels: tuple[str, ...]
     judge_model: str
+    judge_mode: str = "auto"
     max_prompts: int = 50
     time_budget_s: float = 900.0
     retention: timedelta = timedelta(days=7)
@@ -62,6 +63,7 @@ class RunOptions:
         """The options the settings give (judge model, bounds, retention), plus overrides."""
         values: dict[str, object] = {
             "levels": levels, "judge_model": settings.evaluator_judge_model or "",
+            "judge_mode": settings.evaluator_judge_mode,
             "max_prompts": settings.evaluator_max_prompts,
             "time_budget_s": settings.evaluator_time_budget_s,
             "retention": timedelta(days=settings.prompt_retention_days), "trigger": trigger,
@@ -80,7 +82,7 @@ class EvaluationRun:
         self._options = options
         self._progress = progress
         self._clock = clock
-        self._judge = Judge(generator, options.judge_model)
+        self._judge = Judge(generator, options.judge_model, options.judge_mode)
         self._rng = random.Random(options.seed)
 
     async def run(self) -> RunSummary:

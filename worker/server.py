@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,29 +16,38 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from proxy.api.body import parse_body
 from proxy.energy.base import EnergyMeter
 from proxy.energy.null import NullMeter
-from proxy.errors import ProxyError
+from proxy.errors import InvalidRequest, ProxyError
 from proxy.protocol.chat import ChatCompletionRequest
 from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
 from proxy.protocol.errors import ErrorEnvelope
 from proxy.serving.exchange import error_body, wait_for_disconnect
 from worker.engine import Engine, Generation, Sampling
 from worker.meter import device_identity, energy_router
+from worker.text import visible
 
-DEFAULT_MAX_TOKENS = 64
+MAX_TOKENS_CEILING = 2048  # an answer's length when the request names none (`--max-tokens-ceiling`)
+MAX_TOP_LOGPROBS = 20  # as OpenAI's API
 
 
-def create_app(engine: Engine, *, max_tokens_cap: int = 2048,
+def create_app(engine: Engine, *, max_tokens_ceiling: int = MAX_TOKENS_CEILING,
                meter: EnergyMeter | None = None, device_id: str | None = None) -> FastAPI:
     """Routes for chat, completions, embeddings and models, and the device's energy.
 
     Every response names the device that computed it (`x-sprout-device`), the same id as the
     energy document's, so the proxy files the request's row and the counter's samples under
     one device even when several workers answer behind one URL.
+
+    `max_tokens` / `max_completion_tokens` are honoured up to the model's context; without
+    them an answer runs to its end-of-sequence token, the context, or `max_tokens_ceiling`
+    (then `finish_reason: "length"`), whichever comes first.
     """
-    app = FastAPI(title="sprout-worker")
+    app = FastAPI(title="sprout-worker", lifespan=_closing(engine))
     app.add_exception_handler(ProxyError, _proxy_error)
     device = device_id or device_identity(engine.devices)
     served = {"requests": 0}
+    context = engine.context_limit
+    if engine.batcher is not None:
+        context = min(context, engine.batcher.kv_cache_tokens)
 
     @app.middleware("http")
     async def device_headers(request: Request, call_next: Any) -> Response:
@@ -56,33 +64,50 @@ def create_app(engine: Engine, *, max_tokens_cap: int = 2048,
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": engine.served_name, "device": engine.device,
                 "device_id": device, "decoding": engine.decoding,
+                "batching": engine.batching, "context_tokens": context,
+                "batch": None if engine.batcher is None else {
+                    "active": engine.batcher.active, "peak": engine.batcher.peak_active},
+                "max_tokens_ceiling": max_tokens_ceiling,
                 "served_requests": served["requests"]}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         card = {"id": engine.served_name, "object": "model", "created": 0,
-                "owned_by": "sprout-worker"}
+                "owned_by": "sprout-worker", "max_model_len": context}
         return {"object": "list", "data": [card]}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         body = parse_body(ChatCompletionRequest, await request.body())
         messages = [m.model_dump(exclude_none=True) for m in body.messages]
+        extra = body.model_extra or {}
+        top_logprobs = _top_logprobs(extra)
+        if top_logprobs is not None and body.is_stream:
+            return _error(400, "this worker returns logprobs on unstreamed requests only",
+                          "logprobs")
         prompt = engine.chat_prompt(messages)
         limit = body.max_completion_tokens or body.max_tokens
-        return await _respond(engine, request, "chat", body.model, prompt,
-                              _sampling(body, limit, max_tokens_cap), body.is_stream,
-                              _include_usage(body))
+        param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
+        sampling = _sampling(body, prompt, limit, param, context, max_tokens_ceiling,
+                             top_logprobs)
+        return await _respond(engine, request, "chat", body.model, prompt, sampling,
+                              body.is_stream, _include_usage(body))
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         body = parse_body(CompletionRequest, await request.body())
         if not isinstance(body.prompt, str) and not _is_token_list(body.prompt):
             return _error(400, "this worker takes one prompt per request", "prompt")
+        if (body.model_extra or {}).get("logprobs") not in (None, 0, False):
+            return _error(400, "this worker returns logprobs on chat completions only",
+                          "logprobs")
         prompt = engine.text_prompt(body.prompt)  # type: ignore[arg-type]
-        return await _respond(engine, request, "completions", body.model, prompt,
-                              _sampling(body, body.max_tokens, max_tokens_cap), body.is_stream,
-                              _include_usage(body))
+        if body.max_tokens == 0:  # OpenAI: echo-style request for no new tokens
+            return _error(400, "max_tokens must be at least 1", "max_tokens")
+        sampling = _sampling(body, prompt, body.max_tokens, "max_tokens", context,
+                             max_tokens_ceiling, None)
+        return await _respond(engine, request, "completions", body.model, prompt, sampling,
+                              body.is_stream, _include_usage(body))
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
@@ -98,18 +123,62 @@ def create_app(engine: Engine, *, max_tokens_cap: int = 2048,
     return app
 
 
-def _sampling(body: ChatCompletionRequest | CompletionRequest, limit: int | None,
-              cap: int) -> Sampling:
+def _closing(engine: Engine) -> Any:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            engine.close()
+
+    return lifespan
+
+
+def _top_logprobs(extra: dict[str, Any]) -> int | None:
+    """How many rival tokens to report per position (None: no logprobs asked)."""
+    wanted, top = extra.get("logprobs"), extra.get("top_logprobs")
+    if wanted in (None, False):
+        if top not in (None, 0):
+            raise InvalidRequest("top_logprobs needs logprobs: true", param="top_logprobs")
+        return None
+    if wanted is not True:
+        raise InvalidRequest("logprobs must be a boolean", param="logprobs")
+    if top is None:
+        return 0
+    if not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise InvalidRequest(f"top_logprobs must be an integer from 0 to {MAX_TOP_LOGPROBS}",
+                          param="top_logprobs")
+    return top
+
+
+def _sampling(body: ChatCompletionRequest | CompletionRequest, prompt: list[int],
+              limit: int | None, param: str, context: int, ceiling: int,
+              top_logprobs: int | None) -> Sampling:
+    room = context - len(prompt)
+    if room < 1:
+        raise InvalidRequest(f"the prompt is {len(prompt)} tokens; this model's context is "
+                          f"{context} tokens", param="messages" if param != "max_tokens"
+                          or isinstance(body, ChatCompletionRequest) else "prompt")
+    if limit is not None and limit > room:
+        raise InvalidRequest(f"{param} is {limit}, but the prompt ({len(prompt)} tokens) leaves "
+                          f"{room} of this model's {context}-token context", param=param)
+    if (getattr(body, "n", None) or 1) > 1:
+        raise InvalidRequest("this worker generates one choice per request (n=1)", param="n")
     extra = body.model_extra or {}
     stop = extra.get("stop")
+    if stop is not None and not (isinstance(stop, str) or (
+            isinstance(stop, list) and all(isinstance(s, str) for s in stop))):
+        raise InvalidRequest("stop must be a string or a list of strings", param="stop")
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
     temperature = 1.0 if body.temperature is None else float(body.temperature)
+    seed = extra.get("seed")
     return Sampling(
-        max_new_tokens=min(limit or DEFAULT_MAX_TOKENS, cap),
+        max_new_tokens=limit if limit is not None else min(ceiling, room),
         temperature=temperature,
         top_p=1.0 if body.top_p is None else float(body.top_p),
         stop=stops,
-        seed=extra.get("seed") if isinstance(extra.get("seed"), int) else None,
+        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+        top_logprobs=top_logprobs,
     )
 
 
@@ -128,21 +197,20 @@ async def _respond(engine: Engine, request: Request, kind: str, model: str, prom
             _events(engine, kind, model, prompt, sampling, include_usage),
             media_type="text/event-stream",
         )
-    cancel = threading.Event()
-    job = asyncio.ensure_future(asyncio.to_thread(engine.generate, prompt, sampling,
-                                                  cancel=cancel))
+    job = asyncio.ensure_future(engine.run(prompt, sampling))
     watch = asyncio.ensure_future(wait_for_disconnect(request.receive))
     await asyncio.wait((job, watch), return_when=asyncio.FIRST_COMPLETED)
     watch.cancel()
     if not job.done():
-        cancel.set()  # the client left: stop generating within one token
-        with contextlib.suppress(Exception):
+        job.cancel()  # the client left: stop generating within one token
+        with contextlib.suppress(BaseException):
             await job
         return Response(status_code=499)
     generation: Generation = job.result()
-    text = engine.decode(generation.completion_ids)
+    text = generation.text if generation.text is not None else engine.decode(
+        generation.completion_ids)
     choice: dict[str, Any] = {"index": 0, "finish_reason": generation.finish_reason,
-                              "logprobs": None}
+                              "logprobs": _logprobs_document(engine, generation)}
     if kind == "chat":
         choice["message"] = {"role": "assistant", "content": text}
     else:
@@ -154,22 +222,31 @@ async def _respond(engine: Engine, request: Request, kind: str, model: str, prom
     })
 
 
+def _logprobs_document(engine: Engine, generation: Generation) -> dict[str, Any] | None:
+    """OpenAI's `choices[].logprobs` for chat: each token, its log-probability, its rivals."""
+    if generation.logprobs is None:
+        return None
+
+    def entry(token_id: int, logprob: float) -> dict[str, Any]:
+        text = engine.token_text(token_id)
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+    return {"content": [entry(item.token_id, item.logprob) | {
+        "top_logprobs": [entry(i, v) for i, v in item.top]} for item in generation.logprobs],
+        "refusal": None}
+
+
 async def _events(engine: Engine, kind: str, model: str, prompt: list[int], sampling: Sampling,
                   include_usage: bool) -> AsyncIterator[bytes]:
-    loop = asyncio.get_running_loop()
     queue: asyncio.Queue[int | None] = asyncio.Queue()
-    cancel = threading.Event()
 
-    def push(token: int) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, token)
-
-    def run() -> Generation:
+    async def run() -> Generation:
         try:
-            return engine.generate(prompt, sampling, cancel=cancel, on_token=push)
+            return await engine.run(prompt, sampling, on_token=queue.put_nowait)
         finally:
-            loop.call_soon_threadsafe(queue.put_nowait, None)
+            queue.put_nowait(None)
 
-    job = asyncio.ensure_future(asyncio.to_thread(run))
+    job = asyncio.ensure_future(run())
     chat = kind == "chat"
     base = {"id": _id(kind), "object": "chat.completion.chunk" if chat else "text_completion",
             "created": int(time.time()), "model": model}
@@ -183,15 +260,25 @@ async def _events(engine: Engine, kind: str, model: str, prompt: list[int], samp
         sent = ""
         while (token := await queue.get()) is not None:
             ids.append(token)
+            if token in engine.eos_ids:
+                continue
             text = engine.decode(ids)
             if text.endswith("\ufffd"):
                 continue  # an incomplete multi-byte character: wait for the next token
-            delta, sent = text[len(sent):], text
-            if delta:
+            shown = visible(text, sampling.stop)
+            if len(shown) > len(sent) and shown.startswith(sent):
+                delta, sent = shown[len(sent):], shown
                 piece = {"delta": {"content": delta}} if chat else {"text": delta}
                 yield _sse(base | {"choices": [{"index": 0, "finish_reason": None} | piece]}
                            | usage_field)
         generation = await job
+        final = generation.text if generation.text is not None else engine.decode(
+            generation.completion_ids)
+        if len(final) > len(sent) and final.startswith(sent):  # the tail held back for stops
+            piece = {"delta": {"content": final[len(sent):]}} if chat else {
+                "text": final[len(sent):]}
+            yield _sse(base | {"choices": [{"index": 0, "finish_reason": None} | piece]}
+                       | usage_field)
         last = {"delta": {}} if chat else {"text": ""}
         yield _sse(base | {"choices": [{"index": 0, "finish_reason": generation.finish_reason}
                                        | last]} | usage_field)
@@ -199,8 +286,8 @@ async def _events(engine: Engine, kind: str, model: str, prompt: list[int], samp
             yield _sse(base | {"choices": [], "usage": _usage(generation)})
         yield b"data: [DONE]\n\n"
     finally:
-        cancel.set()  # client gone or finished: never leave a generation running
-        with contextlib.suppress(Exception):
+        job.cancel()  # client gone or finished: never leave a generation running
+        with contextlib.suppress(BaseException):
             await job
 
 

@@ -1,0 +1,188 @@
+"""The worker's continuous batching: concurrent requests share one batch, answers stay exact.
+
+The model here is the tiny demo model (random weights, meaningless text; a larger
+initialisation so greedy output varies): the batching, cancellation and usage mechanics are
+transformers' real ones. The real-model checks are in tests/e2e/test_real_model.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.support.postgres import free_port
+from tests.support.servers import ChildProcess
+from worker.demo_model import build_demo_model
+from worker.engine import Engine, Sampling
+
+QUESTIONS = ["What is the capital of France?", "Why is the sky blue?", "Name three fruits.",
+             "Who wrote Hamlet?"]
+
+
+@pytest.fixture(scope="module")
+def varied_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_demo_model(tmp_path_factory.mktemp("batching") / "m", seed=3,
+                            initializer_range=1.0)
+
+
+@pytest.fixture(scope="module")
+def engine(varied_model: Path) -> Iterator[Engine]:
+    engine = Engine(str(varied_model), device="cpu")
+    yield engine
+    engine.close()
+
+
+def _prompts(engine: Engine) -> list[list[int]]:
+    return [engine.chat_prompt([{"role": "user", "content": q}]) for q in QUESTIONS]
+
+
+def test_batched_greedy_answers_equal_one_at_a_time(engine: Engine) -> None:
+    assert engine.batching and engine.batcher is not None
+    greedy = Sampling(max_new_tokens=20, temperature=0)
+    alone = [engine.generate(p, greedy).completion_ids for p in _prompts(engine)]
+    assert len({tuple(a) for a in alone}) == len(alone)  # different answers: equality matters
+
+    async def together() -> list[list[int]]:
+        done = await asyncio.gather(*(engine.run(p, greedy) for p in _prompts(engine)))
+        return [d.completion_ids for d in done]
+
+    assert asyncio.run(together()) == alone
+    assert engine.batcher.peak_active >= 2  # they ran in one batch
+    assert engine.batcher.active == 0
+
+
+def test_sampling_stops_and_cancellation_in_the_batch(engine: Engine) -> None:
+    prompts = _prompts(engine)
+
+    async def scenario() -> None:
+        sampled = await asyncio.gather(*(engine.run(p, Sampling(max_new_tokens=12,
+                                                                temperature=0.9, top_p=0.95))
+                                         for p in prompts))
+        assert all(len(s.completion_ids) == 12 and s.finish_reason == "length"
+                   for s in sampled)
+
+        full = await engine.run(prompts[0], Sampling(max_new_tokens=20, temperature=0))
+        text = engine.decode(full.completion_ids)
+        stop = text[len(text) // 2:len(text) // 2 + 2]
+        cut = await engine.run(prompts[0], Sampling(max_new_tokens=20, temperature=0,
+                                                    stop=(stop,)))
+        assert cut.finish_reason == "stop" and cut.text == text[:text.index(stop)]
+
+        seen: list[int] = []
+        three = asyncio.Event()
+
+        def count(token: int) -> None:
+            seen.append(token)
+            if len(seen) == 3:
+                three.set()
+
+        long = asyncio.ensure_future(engine.run(prompts[1], Sampling(
+            max_new_tokens=400, temperature=0), on_token=count))
+        await three.wait()
+        long.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await long
+        stopped_at = len(seen)
+        await asyncio.sleep(0.3)
+        assert len(seen) <= stopped_at + 1  # stopped within one token
+        assert engine.batcher is not None and engine.batcher.active == 0
+
+    asyncio.run(scenario())
+
+
+def test_seeded_and_logprob_requests_run_alone_beside_the_batch(engine: Engine) -> None:
+    prompt = _prompts(engine)[0]
+    seeded = Sampling(max_new_tokens=10, temperature=0.9, seed=11)
+    assert not engine.uses_batching(seeded)
+
+    async def scenario() -> None:
+        batch = asyncio.ensure_future(engine.run(prompt, Sampling(max_new_tokens=30,
+                                                                  temperature=0)))
+        first, second = await engine.run(prompt, seeded), await engine.run(prompt, seeded)
+        assert first.completion_ids == second.completion_ids
+        scored = await engine.run(prompt, Sampling(max_new_tokens=2, temperature=0,
+                                                   top_logprobs=3))
+        assert scored.logprobs is not None and len(scored.logprobs) == 2
+        assert all(len(item.top) == 3 and item.top[0][1] >= item.logprob - 1e-4
+                   for item in scored.logprobs)  # greedy: the chosen token is the top one
+        assert len((await batch).completion_ids) == 30  # the paused batch lost nothing
+
+    asyncio.run(scenario())
+
+
+@pytest.fixture(scope="module")
+def batching_worker(varied_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    process = ChildProcess(
+        ["-m", "worker", "--model", str(varied_model), "--served-name", "tiny-random",
+         "--port", str(port), "--max-tokens-ceiling", "9", "--kv-cache-tokens", "1024",
+         "--log-level", "warning"],
+        f"http://127.0.0.1:{port}/health",
+        log_path=tmp_path_factory.mktemp("bw") / "worker.log").start()
+    yield f"http://127.0.0.1:{port}"
+    process.stop()
+
+
+def test_concurrent_sdk_streams_share_the_batch_with_exact_usage(batching_worker: str) -> None:
+    client = openai.AsyncOpenAI(base_url=batching_worker + "/v1", api_key="unused")
+
+    async def one(question: str) -> tuple[str, int]:
+        stream = await client.chat.completions.create(
+            model="tiny-random", messages=[{"role": "user", "content": question}],
+            max_tokens=24, temperature=0, stream=True, stream_options={"include_usage": True})
+        text, usage = "", 0
+        async for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+            if chunk.usage:
+                usage = chunk.usage.completion_tokens
+        return text, usage
+
+    async def all_of_them() -> list[tuple[str, int]]:
+        return await asyncio.gather(*(one(q) for q in QUESTIONS))
+
+    answers = asyncio.run(all_of_them())
+    assert all(usage == 24 for _, usage in answers)
+    health = httpx.get(batching_worker + "/health").json()
+    assert health["batching"] is True and health["batch"]["peak"] >= 2
+    assert health["batch"]["active"] == 0 and health["context_tokens"] == 1024
+    plain = openai.OpenAI(base_url=batching_worker + "/v1", api_key="unused")
+    again = plain.chat.completions.create(model="tiny-random", temperature=0, max_tokens=24,
+                                          messages=[{"role": "user", "content": QUESTIONS[0]}])
+    assert again.choices[0].message.content == answers[0][0]  # streamed = unstreamed
+
+
+def test_no_silent_cap_and_clear_errors(batching_worker: str) -> None:
+    client = openai.OpenAI(base_url=batching_worker + "/v1", api_key="unused")
+    messages = [{"role": "user", "content": "Hi"}]
+    unbounded = client.chat.completions.create(model="tiny-random", messages=messages)
+    assert unbounded.choices[0].finish_reason in ("length", "stop")
+    assert unbounded.usage is not None and unbounded.usage.completion_tokens <= 9
+    if unbounded.choices[0].finish_reason == "length":
+        assert unbounded.usage.completion_tokens == 9  # the documented ceiling, said so
+    honoured = client.chat.completions.create(model="tiny-random", messages=messages,
+                                              max_completion_tokens=30, temperature=0)
+    assert honoured.usage is not None and honoured.usage.completion_tokens > 9
+
+    def refused(**extra: object) -> openai.BadRequestError:
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(model="tiny-random", messages=messages,
+                                           **extra)  # type: ignore[call-overload]
+        return caught.value
+
+    assert refused(max_tokens=5000).param == "max_tokens"  # the context is 1024
+    assert "1024-token context" in refused(max_tokens=5000).message
+    assert refused(n=2).param == "n"
+    assert refused(logprobs=True, stream=True).param == "logprobs"
+    assert refused(top_logprobs=3).param == "top_logprobs"
+    assert refused(logprobs=True, top_logprobs=21).param == "top_logprobs"
+    assert refused(stop=[1, 2]).param == "stop"
+    scored = client.chat.completions.create(model="tiny-random", messages=messages,
+                                            max_tokens=1, logprobs=True, top_logprobs=5)
+    content = scored.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert content is not None and len(content) == 1 and len(content[0].top_logprobs) == 5
