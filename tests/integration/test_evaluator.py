@@ -129,10 +129,12 @@ def test_unreadable_verdicts_are_recorded_not_guessed(start_proxy, judged_fake, 
         [sys.executable, "-m", "evaluator", "run-once", "--proxy-url", proxy.url,
          "--database-url", pg_url, "--judge-model", "fake-model"],  # answers "tok0 tok1 ..."
         capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 0 and "0 judged, 3 failed" in result.stdout
+    assert result.returncode == 5 and "0 judged, 3 failed" in result.stdout
+    assert "nothing could be judged" in result.stderr
     verdicts = _table(pg_url, judgments)
     assert {v["winner_level"] for v in verdicts} == {None}
-    assert {v["error"] for v in verdicts} == {"unreadable verdict"}
+    assert {v["error"] for v in verdicts} == {
+        "no answer label among the judge's log-probabilities; then unreadable verdict"}
 
 
 def test_a_stopped_run_resumes_without_asking_twice(start_proxy, judged_fake, pg_url) -> None:
