@@ -24,13 +24,12 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from proxy.accounting.tables import key_usage, requests
-from proxy.jobs.heartbeat import Heartbeat
 from proxy.limits.policy import MINUTE, KeyLimits, Period, lease, minute_floor, period_bounds
 from proxy.limits.usage import Counts, FleetUsage, KeyUsage, Lease, Taken
 
@@ -44,6 +43,22 @@ LOCK_ID = 0x5350524F  # "SPRO": pg_advisory_xact_lock key of the lease step
 _Leases = dict[tuple[str, datetime], Lease]
 _USAGE = ("requests", "tokens", "g_co2e")
 _GRANTS = ("granted_requests", "granted_tokens")
+
+
+class Replica(Protocol):
+    """Who this replica is among the live ones (the heartbeat)."""
+
+    @property
+    def replica_id(self) -> str:
+        """The id of its row in `replicas`."""
+
+    @property
+    def live(self) -> int:
+        """Live replicas at the last beat."""
+
+    @property
+    def index(self) -> int:
+        """Its place among them (sorted by id)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,7 +84,7 @@ class _Minute:
 class KeyUsageSync:
     """Scheduled on every replica every `key_usage_flush_s`."""
 
-    def __init__(self, engine: Engine, usage: KeyUsage, heartbeat: Heartbeat, *,
+    def __init__(self, engine: Engine, usage: KeyUsage, heartbeat: Replica, *,
                  interval_s: float, base_refresh_s: float,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._engine = engine

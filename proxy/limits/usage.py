@@ -294,17 +294,19 @@ class KeyUsage:
         if lease is not None and fresh:
             return lease
         # No lease (the key is new here, or the database is unreachable): each replica may use
-        # its fixed share of what the fleet had left, so together they still stay within it.
+        # a fixed share of the limit in the minute, and no more than the fleet had left.
         requests, tokens = self._fleet_window(key_id, now)
+        local = self._local(key_id)
         own = self.minute_counts(key_id, minute)
 
         def static(limit: int | None, used: float, mine: int) -> int | None:
             if limit is None:
                 return None
-            return mine + int(share(limit - used - mine, self._live, self._index, whole=True))
+            fixed = int(share(limit, self._live, self._index, whole=True))
+            return min(fixed, mine + max(0, math.floor(limit - used)))
 
-        return Lease(static(limits.requests_per_minute, requests, own.requests),
-                     static(limits.tokens_per_minute, tokens, own.tokens))
+        return Lease(static(limits.requests_per_minute, requests + local.requests, own.requests),
+                     static(limits.tokens_per_minute, tokens + local.tokens, own.tokens))
 
     def _check(self, key_id: str, limits: KeyLimits, now: datetime, minute: datetime) -> None:
         lease = self._lease(key_id, limits, now, minute)

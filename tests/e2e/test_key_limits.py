@@ -128,8 +128,8 @@ def test_requests_per_minute_hold_across_two_replicas(
     assert int(error.response.headers["retry-after"]) >= 1
     assert usage["requests_per_minute"] == limit
     assert usage["requests_last_minute"] == pytest.approx(admitted, abs=1)
-    assert f'sprout_key_refusals_total{{key_id="{created["key_id"]}",reason="rate_limit_exceeded"}}' \
-        in metrics
+    series = f'key_id="{created["key_id"]}",reason="rate_limit_exceeded"'
+    assert f"sprout_key_refusals_total{{{series}}} {float(refused)}" in metrics
 
 
 @pytest.mark.postgres
