@@ -7,6 +7,7 @@ import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -52,10 +53,57 @@ def _seed(database_url: str) -> None:
     engine.dispose()
 
 
-def test_dashboard_plots_render_in_headless_chromium(start_proxy, fake, pg_url: str,
-                                                     tmp_path: Path) -> None:
+def _chromium(tmp_path: Path) -> Any:
+    """Headless Chromium that can reach 127.0.0.1 only (no CDN could rescue a page)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM  # type: ignore[assignment]
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--window-size=1280,900",
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                 f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(DRIVER), options=options)
+
+
+def _keep(screenshot: Path) -> None:
+    keep = os.environ.get("SPROUT_SCREENSHOT_DIR")
+    if keep:  # to look at it: SPROUT_SCREENSHOT_DIR=var scripts/test tests/e2e
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(screenshot, Path(keep) / screenshot.name)
+
+
+def test_api_docs_render_offline_in_headless_chromium(start_proxy, fake, pg_url: str,
+                                                      tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    proxy = start_proxy([fake_pool(fake)], pg_url)
+    driver = _chromium(tmp_path)
+    try:
+        driver.get(proxy.root + "/docs")
+        WebDriverWait(driver, 30).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock"))
+        assert "sprout-proxy" in driver.find_element(By.CSS_SELECTOR, ".swagger-ui .title").text
+        paths = {e.text for e in driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+        assert "/v1/chat/completions" in paths and "/admin/keys/{key_id}" in paths
+        driver.save_screenshot(str(tmp_path / "docs.png"))
+        _keep(tmp_path / "docs.png")
+        driver.get(proxy.root + "/redoc")
+        WebDriverWait(driver, 30).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, ".api-content h1"))
+        assert "sprout-proxy" in driver.find_element(By.CSS_SELECTOR, ".api-content h1").text
+        driver.save_screenshot(str(tmp_path / "redoc.png"))
+        _keep(tmp_path / "redoc.png")
+    finally:
+        driver.quit()
+
+
+def test_dashboard_plots_render_in_headless_chromium(start_proxy, fake, pg_url: str,
+                                                     tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -63,14 +111,7 @@ def test_dashboard_plots_render_in_headless_chromium(start_proxy, fake, pg_url: 
     proxy = start_proxy([fake_pool(fake)], pg_url)
     assert httpx.get(proxy.root + "/dashboard").headers["content-type"].startswith("text/html")
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM  # type: ignore[assignment]
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--window-size=1280,900",
-                 f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver = _chromium(tmp_path)
     try:
         driver.get(proxy.root + "/dashboard")
         driver.find_element(By.ID, "key").send_keys(MASTER_KEY)
@@ -91,10 +132,7 @@ def test_dashboard_plots_render_in_headless_chromium(start_proxy, fake, pg_url: 
         screenshot = tmp_path / "dashboard.png"
         driver.save_screenshot(str(screenshot))
         assert screenshot.stat().st_size > 10_000
-        keep = os.environ.get("SPROUT_SCREENSHOT_DIR")
-        if keep:  # to look at it: SPROUT_SCREENSHOT_DIR=var scripts/test tests/e2e
-            Path(keep).mkdir(parents=True, exist_ok=True)
-            shutil.copy(screenshot, Path(keep) / "dashboard.png")
+        _keep(screenshot)
     finally:
         driver.quit()
 
