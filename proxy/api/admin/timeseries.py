@@ -77,7 +77,7 @@ def _bucket(engine: Engine, column: Any, bucket_s: int) -> Any:
     """Epoch seconds of a timestamp's bucket start, per dialect."""
     if engine.dialect.name == "postgresql":
         return func.floor(func.extract("epoch", column) / bucket_s) * bucket_s
-    return func.cast(func.strftime("%s", column), Integer) / bucket_s * bucket_s
+    return func.cast(func.strftime("%s", column), Integer) // bucket_s * bucket_s
 
 
 def _read(engine: Engine, since: datetime, until: datetime, bucket_s: int,
