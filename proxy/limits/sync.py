@@ -155,10 +155,12 @@ class KeyUsageSync:
             demand = taken.since.get(key_id, Counts())
             grant = functools.partial(_grant, live=live, active=key_id in taken.active)
 
+            # The previous minute counts what every replica used or still held leased there:
+            # a replica's last second in it may not have been flushed yet.
             now_lease = Lease(
-                grant(limits.requests_per_minute, previous.used.requests,
+                grant(limits.requests_per_minute, previous.all_held_requests,
                       current.others_held_requests, own.requests, elapsed, demand.requests),
-                grant(limits.tokens_per_minute, previous.used.tokens,
+                grant(limits.tokens_per_minute, previous.all_held_tokens,
                       current.others_held_tokens, own.tokens, elapsed, demand.tokens))
             found[(key_id, minute)] = now_lease
             if near_end:  # the next minute starts with a lease: no refusal at the boundary
