@@ -17,6 +17,7 @@ from proxy.api.admin import operations as admin_operations
 from proxy.api.admin import requests as admin_requests
 from proxy.api.admin import stats as admin_stats
 from proxy.api.admin import timeseries as admin_timeseries
+from proxy.apidocs import page as apidocs_page
 from proxy.config import Settings
 from proxy.dashboard import page as dashboard_page
 from proxy.errors import ProxyError
@@ -33,12 +34,14 @@ def create_app(settings: Settings) -> FastAPI:
         summary="OpenAI-compatible proxy that cuts and accounts for LLM inference carbon.",
         version=__version__,
         lifespan=functools.partial(lifespan, settings=settings),
+        docs_url=None, redoc_url=None,  # served from vendored assets: proxy/apidocs/
     )
     app.include_router(openai.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     for router in (admin_keys.router, admin_requests.router, admin_stats.router,
-                   admin_timeseries.router, admin_operations.router, dashboard_page.router):
+                   admin_timeseries.router, admin_operations.router, dashboard_page.router,
+                   apidocs_page.router):
         app.include_router(router)
     app.router.routes[:0] = openai.fast_routes  # first match wins: see api/openai.py
     app.add_exception_handler(ProxyError, _proxy_error)

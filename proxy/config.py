@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from proxy.directives.catalogue import DEFAULT_LEVELS, DirectiveLevel
+from proxy.limits.policy import DEFAULT_BUDGET_STEPS, BudgetStep
 from proxy.pools.config import PoolConfig
 
 
@@ -33,6 +34,9 @@ class Settings(BaseSettings):
     # Auth: the master key may call everything; virtual keys live hashed in `api_keys`.
     master_key: SecretStr | None = None
     master_key_file: Path = Path("var/master-key")
+    # Scrape token for GET /metrics (`Authorization: Bearer ...`). Unset (the default), the
+    # metrics are open like any Prometheus exporter's: set it where the port is reachable.
+    metrics_token: SecretStr | None = None
 
     # Database: embedded SQLite by default, PostgreSQL in production.
     database_url: str = "sqlite:///./var/sprout.db"
@@ -95,6 +99,14 @@ class Settings(BaseSettings):
     replica_timeout_s: float = Field(default=10.0, gt=0)
     keys_refresh_s: float = Field(default=2.0, gt=0)
     pool_discovery_interval_s: float = Field(default=60.0, gt=0)
+
+    # Per-key limits (a key's `limits` policy), fleet-wide: each replica flushes its counts to
+    # `key_usage` and reads the fleet's back every flush; budgets re-read the ledger's settled
+    # gCO2e every base refresh. Budget steps: from a spent fraction, at least this level.
+    key_usage_flush_s: float = Field(default=1.0, gt=0, le=60)
+    key_budget_base_refresh_s: float = Field(default=60.0, gt=0, le=1800)
+    key_budget_steps: list[BudgetStep] = Field(
+        default_factory=lambda: list(DEFAULT_BUDGET_STEPS))
 
     # Energy settlement (jobs leader): one sampler reads every meter, windows are split among
     # every replica's rows. A request open longer than max_hold no longer holds windows open.

@@ -96,3 +96,26 @@ class BackendUnavailable(Exception):
         super().__init__(message)
         self.timed_out = timed_out
         self.status_code = status_code
+
+
+class KeyRateLimited(Overloaded):
+    """A key's requests or tokens per minute are used up, fleet-wide (429, as OpenAI's)."""
+
+    def __init__(self, message: str, *, kind: str, limit: int, remaining: int,
+                 retry_after_s: int) -> None:
+        super().__init__(message, code="rate_limit_exceeded", headers={
+            "retry-after": str(retry_after_s),
+            f"x-ratelimit-limit-{kind}": str(limit),
+            f"x-ratelimit-remaining-{kind}": str(remaining),
+            f"x-ratelimit-reset-{kind}": f"{retry_after_s}s"})
+        self.error_type = kind  # OpenAI's rate-limit errors are typed "requests" or "tokens"
+
+
+class CarbonBudgetExceeded(Overloaded):
+    """A key has spent its carbon budget for the period (429 `insufficient_quota`)."""
+
+    error_type = "insufficient_quota"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message, code="carbon_budget_exceeded",
+                         headers={"retry-after": str(retry_after_s)})

@@ -45,6 +45,8 @@ from proxy.jobs.leader import LeaderLock
 from proxy.jobs.refresh import KeyRefresh, ModelRediscovery
 from proxy.jobs.reoptimise import Reoptimiser
 from proxy.jobs.scheduler import Job, start_scheduler
+from proxy.limits.sync import KeyUsageSync
+from proxy.limits.usage import KeyUsage
 from proxy.optimiser.allocation import Allocation, AllocationHolder
 from proxy.pools.config import PoolConfig
 from proxy.pools.discovery import configured_pools, discover_models
@@ -164,6 +166,7 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     digests, policies = await asyncio.to_thread(load_virtual_keys, engine)
     keys = KeyRing(master_key, digests, policies)
     metrics = Metrics()
+    usage = KeyUsage(keys, settings.key_budget_steps, flush_s=settings.key_usage_flush_s)
     journal = Journal(settings.ledger_journal_dir)
     journal.open()
     ledger = LedgerWriter(
@@ -174,7 +177,8 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
         batch_size=settings.ledger_batch_size,
         retry_interval_s=settings.ledger_retry_interval_s,
         linger_s=settings.ledger_linger_s,
-        observers=[metrics.observe],  # every finished row is counted as it is handed over
+        # every finished row is counted as it is handed over (metrics, per-key usage)
+        observers=[metrics.observe, usage.record],
     )
     await ledger.replay_journal()  # rows of processes killed before they wrote them
     ledger.start()
@@ -196,13 +200,13 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     catalogue = catalogues.current
     holder = AllocationHolder(Allocation.always(
         catalogue.ids, catalogue.baseline.level, "cold start: the optimiser has not run yet"))
-    director = Director(catalogues, holder, keys, settings.directive_default, rng)
+    director = Director(catalogues, holder, keys, settings.directive_default, rng, usage)
     capture = CapturePolicy(keys, master_key_captures=settings.capture_master_key_prompts,
                             rate=settings.prompt_capture_rate, rng=rng)
     router = await asyncio.to_thread(build_router, settings, registry, carbon, engine, holder)
     flights = InFlight()
     serving = Serving(registry, ledger, retry, rng, director,
-                      ProvisionalAccounts(accounts, carbon.latest), devices, flights,
+                      ProvisionalAccounts(accounts, carbon.latest), devices, flights, usage,
                       capture, router)
     leader = LeaderLock(engine)
     history = CIHistory(engine)
@@ -224,6 +228,9 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     jobs: list[tuple[str, Job, float]] = [
         ("heartbeat", heartbeat.beat, settings.replica_heartbeat_s),
         ("keys", KeyRefresh(engine, keys).run_once, settings.keys_refresh_s),
+        ("key-usage", KeyUsageSync(engine, usage, heartbeat, interval_s=settings.key_usage_flush_s,
+                                   base_refresh_s=settings.key_budget_base_refresh_s).run_once,
+         settings.key_usage_flush_s),
         ("models", ModelRediscovery(registry, {c.name: c for c in configured_pools(settings)}
                                     ).run_once, settings.pool_discovery_interval_s),
         ("settlement", settlement.run_once, settings.settlement_interval_s),
@@ -243,7 +250,7 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     scheduler = start_scheduler(jobs)
     sampler.start()
     state = AppState(settings, engine, ledger, keys, registry, serving, holder, reoptimiser,
-                     carbon, metrics, settlement, heartbeat)
+                     carbon, metrics, settlement, heartbeat, usage)
     metrics.watch(state)
     try:
         yield {"sprout": state}

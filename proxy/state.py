@@ -14,6 +14,7 @@ from proxy.carbon.service import CarbonService
 from proxy.config import Settings
 from proxy.jobs.heartbeat import Heartbeat
 from proxy.jobs.reoptimise import Reoptimiser
+from proxy.limits.usage import KeyUsage
 from proxy.optimiser.allocation import AllocationHolder
 from proxy.pools.registry import PoolRegistry
 from proxy.serving.service import Serving
@@ -35,3 +36,4 @@ class AppState:
     metrics: Metrics
     settlement: SettlementJob
     heartbeat: Heartbeat
+    usage: KeyUsage

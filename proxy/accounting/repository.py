@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, desc, func, insert, select
 
-from proxy.accounting.tables import judgments, optimiser_runs, requests
+from proxy.accounting.tables import evaluations, judgments, optimiser_runs, requests
 from proxy.optimiser.inputs import Usage, Verdict
 
 
@@ -80,3 +80,12 @@ def latest_optimiser_run(connection: Connection) -> dict[str, Any] | None:
     values = dict(row._mapping)
     values["allocation"] = json.loads(values["allocation_json"])
     return values
+
+
+def last_finished_evaluation(connection: Connection) -> datetime | None:
+    """When the latest completed evaluator run finished (UTC), if any."""
+    found: datetime | None = connection.execute(select(func.max(evaluations.c.finished_at)).where(
+        evaluations.c.status == "done")).scalar()
+    if found is None:
+        return None
+    return found if found.tzinfo else found.replace(tzinfo=UTC)

@@ -295,3 +295,22 @@ ci_readings = Table(
     Column("source", String(64), nullable=False),
     Index("ix_ci_readings_region_read_at", "region", "read_at"),
 )
+
+# Per-key usage per minute, one row per replica (proxy/limits/sync.py): each replica upserts
+# its own absolute totals about once a second, reads the fleet's back and takes a lease of
+# what is left, so per-key limits are fleet-wide without a database round trip per request.
+# Kept for an hour.
+key_usage = Table(
+    "key_usage",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("minute_at", DateTime(timezone=True), primary_key=True),
+    Column("replica_id", String(64), primary_key=True),
+    Column("requests", Integer, nullable=False),
+    Column("tokens", Integer, nullable=False),
+    Column("g_co2e", Float, nullable=False),
+    # The replica's lease: how many requests / tokens it may use in this minute (>= its use).
+    Column("granted_requests", Integer, nullable=False),
+    Column("granted_tokens", Integer, nullable=False),
+    Index("ix_key_usage_minute_at", "minute_at"),
+)

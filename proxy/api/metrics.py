@@ -7,6 +7,7 @@ live state when `/metrics` is scraped.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -17,12 +18,14 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from proxy.accounting.record import LedgerRow
+from proxy.errors import AuthenticationFailed
 
 if TYPE_CHECKING:
     from proxy.state import AppState
 
 router = APIRouter(tags=["metrics"])
 
+_LIMIT_CODES = frozenset({"rate_limit_exceeded", "carbon_budget_exceeded"})
 _MS_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000, 60000)
 
 
@@ -45,6 +48,9 @@ class Metrics:
                                   ("endpoint",), buckets=_MS_BUCKETS, registry=self.registry)
         self.ttft = Histogram("sprout_ttft_ms", "Time to first token (streams)", ("pool",),
                               buckets=_MS_BUCKETS, registry=self.registry)
+        self.key_refusals = Counter(
+            "sprout_key_refusals", "Requests refused by a key's limit or carbon budget",
+            ("key_id", "reason"), registry=self.registry)
         self.latency = Histogram("sprout_latency_ms", "Total latency", ("endpoint",),
                                  buckets=_MS_BUCKETS, registry=self.registry)
 
@@ -68,6 +74,8 @@ class Metrics:
         if row.ttft_ms is not None:
             self.ttft.labels(pool).observe(row.ttft_ms)
         self.latency.labels(row.endpoint).observe(row.latency_ms)
+        if row.error_type in _LIMIT_CODES and row.api_key_id is not None:
+            self.key_refusals.labels(row.api_key_id, row.error_type).inc()
 
     def watch(self, state: AppState) -> None:
         """Register the scrape-time gauges over the live state."""
@@ -89,7 +97,19 @@ class _LiveState(Collector):
             waiting.add_metric([pool.name], pool.admission.waiting)
             reading = state.carbon.latest(pool.config.accounting.region)
             intensity.add_metric([pool.name, reading.source], reading.g_per_kwh)
-        yield from (in_flight, waiting, intensity)
+        breakers = GaugeMetricFamily(
+            "sprout_backend_circuit_open", "1 while a backend's circuit breaker is open",
+            labels=["pool", "backend"])
+        for pool in state.registry.pools:
+            for backend, breaker in zip(pool.backends, pool.breakers, strict=True):
+                breakers.add_metric([pool.name, backend.url], int(breaker.state == "open"))
+        yield from (in_flight, waiting, intensity, breakers)
+        budgets = GaugeMetricFamily(
+            "sprout_key_carbon_budget_used_ratio",
+            "Share of its carbon budget each key has spent this period", labels=["key_id"])
+        for key_id, fraction in state.usage.budget_fractions().items():
+            budgets.add_metric([key_id], fraction)
+        yield budgets
         ledger = state.ledger
         for name, value, text in [
             ("sprout_ledger_queue_depth", ledger.queue_depth, "Rows waiting in memory"),
@@ -107,11 +127,32 @@ class _LiveState(Collector):
         solve = GaugeMetricFamily("sprout_optimiser_last_solve_ms", "Last LP solve time")
         solve.add_metric([], state.reoptimiser.last_solve_ms)
         yield solve
+        cold = GaugeMetricFamily("sprout_optimiser_cold_start",
+                                 "1 while the published allocation is the cold-start policy")
+        cold.add_metric([], int(state.allocation.current.cold_start))
+        yield cold
+        enabled = GaugeMetricFamily("sprout_evaluator_enabled",
+                                    "1 when the proxy schedules the evaluator (a judge is set)")
+        enabled.add_metric([], int(bool(state.settings.evaluator_judge_model)))
+        yield enabled
+        finished = state.reoptimiser.last_evaluation_at
+        last = GaugeMetricFamily("sprout_evaluator_last_finished_timestamp_seconds",
+                                 "When the last evaluator run finished (0: never)")
+        last.add_metric([], finished.timestamp() if finished else 0.0)
+        yield last
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
 async def metrics(request: Request) -> Response:
-    """The text exposition format."""
+    """The text exposition format; with `PROXY_METRICS_TOKEN` set, only for that bearer."""
     state = request.state.sprout
+    token = state.settings.metrics_token
+    if token is not None:
+        scheme, _, presented = (request.headers.get("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                presented.strip().encode(), token.get_secret_value().encode()):
+            raise AuthenticationFailed(
+                "/metrics needs the scrape token: 'Authorization: Bearer PROXY_METRICS_TOKEN'.",
+                code="invalid_scrape_token")
     return Response(generate_latest(state.metrics.registry),
                     media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select
 from proxy.accounting.tables import api_keys
 from proxy.directives.policy import KeyPolicy
 from proxy.errors import AuthenticationFailed
+from proxy.limits.policy import KeyLimits
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ class KeyRing:
     def policy(self, key_id: str | None) -> KeyPolicy | None:
         """The key's directive policy, if it has one."""
         return self._policies.get(key_id) if key_id else None
+
+    def limits(self) -> dict[str, KeyLimits]:
+        """Each active virtual key's limits (set or not)."""
+        return {key_id: policy.limits for key_id, policy in self._policies.items()}
 
     def replace_virtual(self, virtual: dict[str, str],
                         policies: dict[str, KeyPolicy] | None = None) -> None:

@@ -7,7 +7,10 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
+from proxy.errors import NotFound
+
 STATIC = Path(__file__).with_name("static")
+VENDORED = {"uPlot.iife.min.js": "text/javascript", "uPlot.min.css": "text/css"}
 router = APIRouter(tags=["dashboard"])
 
 
@@ -21,3 +24,13 @@ async def dashboard() -> FileResponse:
 async def script() -> FileResponse:
     """The plotting script."""
     return FileResponse(STATIC / "dashboard.js", media_type="text/javascript")
+
+
+@router.get("/dashboard/vendor/{name}", include_in_schema=False)
+async def vendored(name: str) -> FileResponse:
+    """The charting library (uPlot, vendored from npm; see static/vendor/VENDORED.md)."""
+    media_type = VENDORED.get(name)
+    if media_type is None:
+        raise NotFound(f"No dashboard file {name!r}.", code="not_found")
+    return FileResponse(STATIC / "vendor" / name, media_type=media_type,
+                        headers={"cache-control": "public, max-age=86400"})

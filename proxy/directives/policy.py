@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from proxy.directives.catalogue import Catalogue
 from proxy.errors import InvalidRequest
+from proxy.limits.policy import KeyLimits
 
 Mode = Literal["off", "auto", "pinned", "exempt"]
 HEADER = "x-sprout-directive"
@@ -30,6 +31,8 @@ class KeyPolicy(BaseModel):
     # Energy/latency trade-off (U = lambda E + (1 - lambda) R) for cost-based routing; None
     # uses PROXY_ROUTING_LAMBDA.
     routing_lambda: float | None = Field(default=None, ge=0, le=1)
+    # Requests and tokens per minute and a carbon budget, fleet-wide (proxy/limits/).
+    limits: KeyLimits = Field(default_factory=KeyLimits)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -56,10 +56,13 @@ class Reoptimiser:
         self._planner = planner  # set: solve the joint directive + placement LP
         self._clock = clock
         self.last_solve_ms = 0.0
+        # When the evaluator last finished a run (fleet-wide, from `evaluations`; /metrics).
+        self.last_evaluation_at: datetime | None = None
 
     async def run_once(self) -> str:
         """Solve and publish (leader), or publish the leader's latest solve (follower)."""
         now = self._clock()
+        self.last_evaluation_at = await asyncio.to_thread(self._last_evaluation)
         if not await asyncio.to_thread(self._leader.is_leader):
             return await self._follow()
         settings = self._settings
@@ -185,6 +188,10 @@ class Reoptimiser:
             {k: tuple(tuple(w) for w in v) for k, v in document.get("placement", {}).items()},
         ))
         return "follower"
+
+    def _last_evaluation(self) -> datetime | None:
+        with self._engine.connect() as connection:
+            return repository.last_finished_evaluation(connection)
 
     def _latest(self) -> dict[str, Any] | None:
         with self._engine.connect() as connection:

@@ -44,6 +44,11 @@ class Allocation:
         row = tuple(1.0 if name == level else 0.0 for name in levels)
         return cls(levels, {}, row, reason)
 
+    @property
+    def cold_start(self) -> bool:
+        """Whether this is the safe cold-start policy (too few verdicts, or no solve yet)."""
+        return "cold start" in self.reason  # every cold-start reason says so (optimiser/inputs)
+
     def draw(self, task_class: str, uniform: float) -> str:
         """The level for a request of `task_class`, given a uniform draw in [0, 1)."""
         cumulative = self._cumulative.get(task_class, self._default_cumulative)

@@ -11,6 +11,7 @@ from proxy.directives.catalogue import Catalogue
 from proxy.directives.injection import inject_chat, inject_completion, inject_completion_text
 from proxy.directives.policy import KeyPolicy, choose
 from proxy.directives.store import CatalogueStore
+from proxy.limits.usage import KeyUsage
 from proxy.optimiser.allocation import AllocationHolder
 from proxy.protocol.chat import ChatCompletionRequest
 from proxy.protocol.completions import CompletionRequest
@@ -32,7 +33,7 @@ class Director:
     """Pure apart from one uniform draw; no I/O. Returns its decision as a value."""
 
     def __init__(self, catalogues: CatalogueStore, holder: AllocationHolder, keys: KeyRing,
-                 default: str, rng: random.Random) -> None:
+                 default: str, rng: random.Random, usage: KeyUsage) -> None:
         if default not in ("off", "auto") and catalogues.current.get(default) is None:
             raise ValueError(f"directive default {default!r} is not off, auto or a level id")
         self.catalogues = catalogues
@@ -40,6 +41,7 @@ class Director:
         self._keys = keys
         self._default = default
         self._rng = rng
+        self._usage = usage
 
     @property
     def catalogue(self) -> Catalogue:
@@ -65,6 +67,12 @@ class Director:
             level = choice.level
         else:
             return request, DirectiveDecision(choice.mode, None, task_class)  # off | exempt
+        # A key near its carbon budget gets at least its budget step's level (shorter answers),
+        # whatever the allocation drew or the client pinned.
+        floor = self._usage.budget_level(key_id)
+        if floor is not None and catalogue.get(floor) is not None and (
+                catalogue.ids.index(floor) > _index(catalogue, level)):
+            level = floor
         directive = catalogue.get(level)
         if directive is None:  # a level dropped from the catalogue since the last solve
             directive = catalogue.baseline
@@ -76,3 +84,8 @@ class Director:
             else:  # token-id prompts cannot carry text
                 return request, DirectiveDecision("exempt", None, task_class)
         return request, DirectiveDecision(directive.level, directive.text_sha256, task_class)
+
+
+def _index(catalogue: Catalogue, level: str) -> int:
+    """A level's place from longest (0) to shortest answers; unknown levels count as 0."""
+    return catalogue.ids.index(level) if level in catalogue.ids else 0

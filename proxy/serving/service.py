@@ -27,6 +27,7 @@ from proxy.errors import (
     UpstreamRateLimited,
     UpstreamTimedOut,
 )
+from proxy.limits.usage import KeyUsage
 from proxy.pools.config import Endpoint
 from proxy.pools.registry import Pool, PoolRegistry, Route
 from proxy.protocol.chat import ChatCompletionRequest
@@ -66,6 +67,7 @@ class Serving:
         accounts: ProvisionalAccounts,
         devices: DeviceMap,
         flights: InFlight,
+        usage: KeyUsage,
         capture: CapturePolicy | None = None,
         router: Router | None = None,
     ) -> None:
@@ -78,6 +80,7 @@ class Serving:
         self.accounts = accounts
         self.devices = devices
         self.flights = flights
+        self.usage = usage
         self.capture = capture
 
     def begin(self, endpoint: Endpoint) -> Exchange:
@@ -114,6 +117,8 @@ class Serving:
         exchange.prompt_chars = request.prompt_chars()
         endpoint: Endpoint = exchange.endpoint  # type: ignore[assignment]
         try:
+            # The key's fleet-wide limits: in memory, no database round trip (proxy/limits/).
+            self.usage.admit(exchange.api_key_id)
             if not isinstance(request, EmbeddingRequest):  # never a directive on embeddings
                 if (not exchange.is_evaluator and self.capture is not None
                         and self.capture.wants(exchange.api_key_id)):

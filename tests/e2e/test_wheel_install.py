@@ -1,9 +1,10 @@
 """The built wheel, installed non-editable in a fresh virtualenv outside the checkout.
 
 What a user gets from `pip install sprout_proxy-*.whl`: a package that migrates, passes
-`alembic check`, serves (dashboard included) and, with the `worker` extra, runs the worker,
-all from a directory that is not the checkout. Only the scripted upstream and the `openai`
-client run in this (checkout) process; everything else runs from the installed copy.
+`alembic check`, serves (dashboard and offline API docs included) and, with the `worker`
+extra, runs the worker, all from a directory that is not the checkout. Only the scripted
+upstream and the `openai` client run in this (checkout) process; everything else runs from the
+installed copy.
 """
 
 from __future__ import annotations
@@ -156,6 +157,18 @@ def test_installed_proxy_migrates_checks_and_serves(venv: Path, fake: Fake,
         assert script.text == (ROOT / "proxy/dashboard/static/dashboard.js").read_text()
         schema = httpx.get(f"http://127.0.0.1:{port}/openapi.json").json()
         assert schema["info"]["version"] == proxy.__version__
+        # The API docs and the dashboard's chart library come from the wheel, not a CDN.
+        for page in ("docs", "redoc"):
+            assert "cdn" not in httpx.get(f"http://127.0.0.1:{port}/{page}").text
+        for url, source in [
+                ("/docs/assets/swagger-ui-bundle.js", "proxy/apidocs/static/swagger-ui-bundle.js"),
+                ("/docs/assets/redoc.standalone.js", "proxy/apidocs/static/redoc.standalone.js"),
+                ("/dashboard/vendor/uPlot.iife.min.js",
+                 "proxy/dashboard/static/vendor/uPlot.iife.min.js"),
+                ("/favicon.ico", "proxy/dashboard/static/favicon.ico")]:
+            answer = httpx.get(f"http://127.0.0.1:{port}{url}")
+            assert answer.status_code == 200, url
+            assert answer.content == (ROOT / source).read_bytes(), url
     finally:
         server.stop()
 

@@ -95,17 +95,25 @@ def test_requests_pagination_filters_and_lookup(admin_proxy: RunningProxy, fake:
 
 def test_stats_totals_match_the_ledger_and_count_savings(admin_proxy: RunningProxy) -> None:
     client = admin_proxy.client()
-    for level in ("L0", "L0", "L2", "L2", "L2"):
+    for level in ("L0",) * 5 + ("L2",) * 5:
         client.chat.completions.create(model="fake-model", messages=MESSAGES,
                                        extra_headers={"X-Sprout-Directive": level})
-    ledger = wait_rows(admin_proxy.database_url, 5)
+    client.chat.completions.create(model="fake-model", extra_headers={"X-Sprout-Directive": "L1"},
+                                   messages=[{"role": "user", "content": "Write a poem."}])
+    ledger = wait_rows(admin_proxy.database_url, 11)
     stats = httpx.get(admin_proxy.root + "/admin/stats", headers=ADMIN,
                       params={"group_by": "level"}).json()
     groups = {g["group"]: g for g in stats["groups"]}
-    assert set(groups) == {"L0", "L2"} and groups["L2"]["requests"] == 3
+    assert set(groups) == {"L0", "L1", "L2"} and groups["L2"]["requests"] == 5
+    # One L1 row: too few to know the class's mean at L1, so no saving is claimed for it.
+    l1 = groups["L1"]
+    assert l1["saved_vs_l0_g_co2e"] == 0
+    assert l1["not_assessed_g_co2e"] == pytest.approx(l1["operational_g_co2e"]
+                                                      + l1["embodied_g_co2e"])
     assert sum(g["energy_j"] for g in groups.values()) == pytest.approx(
         sum(r["energy_j"] for r in ledger))
     assert groups["L0"]["saved_vs_l0_g_co2e"] == 0
+    ledger = [r for r in ledger if r["directive_level"] != "L1"]
     # The stated method, recomputed from the rows: L2 carbon x (mean L0 J / mean L2 J - 1).
     def mean_j(level: str) -> float:
         chosen = [r["energy_j"] for r in ledger if r["directive_level"] == level]
@@ -117,7 +125,7 @@ def test_stats_totals_match_the_ledger_and_count_savings(admin_proxy: RunningPro
         l2_carbon * (mean_j("L0") / mean_j("L2") - 1))
     assert "counterfactual" in stats["saved_method"]
     total = httpx.get(admin_proxy.root + "/admin/stats", headers=ADMIN).json()["groups"]
-    assert total[0]["requests"] == 5 and total[0]["group"] is None
+    assert total[0]["requests"] == 11 and total[0]["group"] is None
     for group_by in ("key", "pool", "model", "class", "hour"):
         answer = httpx.get(admin_proxy.root + "/admin/stats", headers=ADMIN,
                            params={"group_by": group_by})

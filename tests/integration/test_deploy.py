@@ -91,9 +91,16 @@ def test_kubernetes_manifests_parse_and_reference_only_what_exists() -> None:
 
 def test_compose_and_dockerfiles_reference_existing_files() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
-    assert set(compose["services"]) == {"postgres", "proxy", "worker"}
+    profiles = {name: tuple(service.get("profiles", ())) for name, service in
+                compose["services"].items()}
+    assert profiles == {"postgres": (), "proxy": (), "worker": (),
+                        "prometheus": ("monitoring",), "grafana": ("monitoring",)}
     for name, service in compose["services"].items():
         assert "healthcheck" in service, name
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):  # a file or folder of the checkout
+                assert (DEPLOY / source).exists(), (name, source)
         if "build" in service:
             context = (DEPLOY / service["build"]["context"]).resolve()
             assert (context / service["build"]["dockerfile"]).exists()

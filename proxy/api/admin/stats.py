@@ -2,9 +2,11 @@
 
 Saved carbon is a counterfactual, estimated: a row served at level l of task class c would
 have used E[c, L0] / E[c, l] times its energy (and busy time) at L0, with E the mean energy
-per request in the same period from the ledger; where a class has no L0 or level-l rows,
-Sprout's mean level ratios stand in (L1 = 0.23 x L0, L2 = 0.154 x L0; see
-proxy/optimiser/inputs.py). The response states this method.
+per request in the same period from the ledger. Where a class has fewer than MIN_ROWS rows
+with energy at L0 or at l in the period, nothing is claimed: the row's gCO2e is reported as
+`not_assessed_g_co2e` ("not enough data"). No paper's ratio stands in for missing data: a
+borrowed ratio once claimed more saving than the carbon emitted. The response states this
+method.
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ from sqlalchemy import Engine, func, select
 from proxy.accounting import windows
 from proxy.accounting.tables import requests
 from proxy.api.admin.deps import AdminDep
-from proxy.optimiser.inputs import SPROUT_LEVEL_RATIOS
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 GroupBy = Literal["none", "key", "pool", "model", "class", "level", "hour"]
-METHOD = ("estimated counterfactual: each row's energy and embodied carbon scaled by the mean "
-          "energy ratio of L0 to its served level for its task class in the same period "
-          "(ledger means; Sprout's level ratios where a class lacks data)")
+MIN_ROWS = 5  # rows with energy per (class, level) before a mean counts as data
+METHOD = ("estimated counterfactual: each row's gCO2e scaled by the ratio of its task class's "
+          "mean energy per request at L0 to that at its served level, both from the ledger in "
+          f"the same period; a class with fewer than {MIN_ROWS} such rows at L0 or at the "
+          "served level is 'not enough data': no saving is claimed for its rows (their gCO2e "
+          "is counted in not_assessed_g_co2e). L0, off and exempt rows save nothing.")
 
 
 class Group(BaseModel):
@@ -42,6 +46,8 @@ class Group(BaseModel):
     operational_g_co2e: float
     embodied_g_co2e: float
     saved_vs_l0_g_co2e: float
+    # gCO2e of rows whose saving could not be assessed (no L0 data for their class).
+    not_assessed_g_co2e: float = 0.0
 
 
 class DeviceEnergy(BaseModel):
@@ -134,11 +140,16 @@ class Counterfactual:
             cell = sums[(row["task_class"], row["directive_level"])]
             cell[0] += float(row["energy_j"])
             cell[1] += int(row["metered"])
-        self._means = {key: total / count for key, (total, count) in sums.items() if count}
+        self._means = {key: total / count for key, (total, count) in sums.items()
+                       if count >= MIN_ROWS}
 
-    def saved_g(self, row: dict[str, Any], carbon_g: float) -> float:
-        """Grams saved against L0 by rows of this class and level emitting `carbon_g`."""
-        return carbon_g * (l0_ratio(row["task_class"], row["directive_level"], self._means) - 1)
+    def saved_g(self, row: dict[str, Any], carbon_g: float) -> float | None:
+        """Grams saved against L0 by rows of this class and level emitting `carbon_g`.
+
+        None: not enough data to say (the class lacks L0 or level rows in the period).
+        """
+        ratio = l0_ratio(row["task_class"], row["directive_level"], self._means)
+        return None if ratio is None else carbon_g * (ratio - 1)
 
 
 def _groups(rows: list[dict[str, Any]]) -> list[Group]:
@@ -152,26 +163,29 @@ def _groups(rows: list[dict[str, Any]]) -> list[Group]:
         carbon = float(row["operational"]) + float(row["embodied"])
         bucket["operational"] += float(row["operational"])
         bucket["embodied"] += float(row["embodied"])
-        bucket["saved"] += counterfactual.saved_g(row, carbon)
+        saved = counterfactual.saved_g(row, carbon)
+        if saved is None:
+            bucket["not_assessed"] += carbon
+        else:
+            bucket["saved"] += saved
     return [Group(group=None if key is None else str(key), requests=int(v["requests"]),
                   prompt_tokens=int(v["prompt_tokens"]),
                   completion_tokens=int(v["completion_tokens"]), energy_j=v["energy_j"],
                   operational_g_co2e=v["operational"], embodied_g_co2e=v["embodied"],
-                  saved_vs_l0_g_co2e=v["saved"]) for key, v in sorted(
+                  saved_vs_l0_g_co2e=v["saved"], not_assessed_g_co2e=v["not_assessed"])
+            for key, v in sorted(
                       totals.items(), key=lambda item: str(item[0]))]
 
 
 def l0_ratio(task_class: str | None, level: str | None,
-              means: dict[tuple[str | None, str | None], float]) -> float:
-    """How much more a row would have used at L0 (1.0 for L0, off and exempt rows)."""
-    if level is None or not level.startswith("L") or level == "L0":
+             means: dict[tuple[str | None, str | None], float]) -> float | None:
+    """How much more a row would have used at L0; None when its class lacks the data.
+
+    Rows without a shortening level (L0, off, exempt, none) would have used the same: 1.0.
+    """
+    if level is None or level in ("L0", "off", "exempt"):
         return 1.0
     served, baseline = means.get((task_class, level)), means.get((task_class, "L0"))
     if served and baseline:
         return baseline / served
-    try:
-        index = int(level[1:])
-    except ValueError:
-        return 1.0
-    ratio = SPROUT_LEVEL_RATIOS[index] if index < len(SPROUT_LEVEL_RATIOS) else 1.0
-    return 1.0 / ratio
+    return None

@@ -1,0 +1,1 @@
+"""API documentation pages (Swagger UI, ReDoc) served from assets shipped in the package."""
