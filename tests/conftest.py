@@ -17,6 +17,7 @@ from proxy.app import create_app
 from proxy.config import Settings
 from proxy.fakes.upstream import ScriptedUpstream
 from proxy.pools.config import PoolConfig
+from tests.support.device import TEST_DEVICE
 from tests.support.postgres import PostgresServer, free_port
 from tests.support.servers import ChildProcess, ServerThread
 
@@ -175,7 +176,7 @@ def smollm2_worker(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     port = free_port()
     process = ChildProcess(
         ["-m", "worker", "--model", str(smollm2_dir), "--port", str(port),
-         "--log-level", "warning"],
+         "--device", TEST_DEVICE, "--log-level", "warning"],
         f"http://127.0.0.1:{port}/health",
         log_path=tmp_path_factory.mktemp("smollm2") / "worker.log",
     ).start(timeout_s=180)

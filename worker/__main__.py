@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batching", choices=("on", "off"), default="on",
                         help="continuous batching (transformers' manager) for plain decoding; "
                              "off: one generation at a time")
-    parser.add_argument("--kv-cache-tokens", type=int, default=16384,
+    parser.add_argument("--kv-cache-tokens", type=int, default=8192,
                         help="tokens of paged KV cache for each of the two batches (greedy "
                              "and sampled); also bounds one request's prompt + answer")
     parser.add_argument("--max-batch-tokens", type=int, default=512,

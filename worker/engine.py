@@ -166,7 +166,7 @@ class Engine:
     def __init__(self, model: str, *, device: str = "auto", served_name: str | None = None,
                  draft_model: str | None = None, draft_device: str | None = None,
                  prefill_device: str | None = None, batching: bool = True,
-                 kv_cache_tokens: int = 16384, max_batch_tokens: int = 512):
+                 kv_cache_tokens: int = 8192, max_batch_tokens: int = 512):
         if draft_model and prefill_device:
             raise ValueError("choose speculative decoding or a prefill/decode split, not both")
         self.device = pick_device(device)

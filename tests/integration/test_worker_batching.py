@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from tests.support.device import TEST_DEVICE
 from tests.support.postgres import free_port
 from tests.support.servers import ChildProcess
 from worker.demo_model import build_demo_model
@@ -32,7 +33,7 @@ def varied_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def engine(varied_model: Path) -> Iterator[Engine]:
-    engine = Engine(str(varied_model), device="cpu")
+    engine = Engine(str(varied_model), device=TEST_DEVICE)
     yield engine
     engine.close()
 
@@ -120,7 +121,8 @@ def batching_worker(varied_model: Path, tmp_path_factory: pytest.TempPathFactory
     port = free_port()
     process = ChildProcess(
         ["-m", "worker", "--model", str(varied_model), "--served-name", "tiny-random",
-         "--port", str(port), "--max-tokens-ceiling", "9", "--kv-cache-tokens", "1024",
+         "--port", str(port), "--device", TEST_DEVICE,
+         "--max-tokens-ceiling", "9", "--kv-cache-tokens", "1024",
          "--log-level", "warning"],
         f"http://127.0.0.1:{port}/health",
         log_path=tmp_path_factory.mktemp("bw") / "worker.log").start()

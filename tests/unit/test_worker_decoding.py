@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from tests.support.device import TEST_DEVICE
 from worker.demo_model import build_demo_model
 from worker.engine import Engine, Sampling
 
@@ -29,16 +30,16 @@ def _prompt(engine: Engine) -> list[int]:
 
 def test_speculative_and_split_equal_plain_greedy(models: tuple[str, str]) -> None:
     main, draft = models
-    plain = Engine(main, device="cpu")
+    plain = Engine(main, device=TEST_DEVICE)
     greedy = Sampling(max_new_tokens=24, temperature=0)
     expected = plain.generate(_prompt(plain), greedy).completion_ids
     assert len(set(expected)) > 3  # varied output, so equality means something
 
-    speculative = Engine(main, device="cpu", draft_model=draft, draft_device="cpu")
+    speculative = Engine(main, device=TEST_DEVICE, draft_model=draft, draft_device=TEST_DEVICE)
     assert speculative.decoding == "speculative"
     assert speculative.generate(_prompt(speculative), greedy).completion_ids == expected
 
-    split = Engine(main, device="cpu", prefill_device="cpu")
+    split = Engine(main, device=TEST_DEVICE, prefill_device=TEST_DEVICE)
     assert split.decoding == "disaggregated"
     streamed: list[int] = []
     result = split.generate(_prompt(split), greedy, on_token=streamed.append)
@@ -47,7 +48,7 @@ def test_speculative_and_split_equal_plain_greedy(models: tuple[str, str]) -> No
 
 
 def test_split_sampling_is_seeded_and_cancellable(models: tuple[str, str]) -> None:
-    split = Engine(models[0], device="cpu", prefill_device="cpu")
+    split = Engine(models[0], device=TEST_DEVICE, prefill_device=TEST_DEVICE)
     sampling = Sampling(max_new_tokens=16, temperature=0.8, top_p=0.9, seed=7)
     first = split.generate(_prompt(split), sampling).completion_ids
     assert split.generate(_prompt(split), sampling).completion_ids == first
@@ -67,4 +68,4 @@ def test_split_sampling_is_seeded_and_cancellable(models: tuple[str, str]) -> No
 
 def test_both_techniques_at_once_is_refused(models: tuple[str, str]) -> None:
     with pytest.raises(ValueError, match="not both"):
-        Engine(models[0], device="cpu", draft_model=models[1], prefill_device="cpu")
+        Engine(models[0], device=TEST_DEVICE, draft_model=models[1], prefill_device=TEST_DEVICE)
