@@ -27,7 +27,7 @@ class StoredResponse:
     api_key_id: str | None
     model: str
     pool: str | None
-    native: bool
+    native: bool  # answered by the pool's own /v1/responses (which holds it too)
     history: list[dict[str, Any]] | None  # None: it continues turns the proxy never saw
     input_items: list[dict[str, Any]]
     response_json: str
@@ -53,7 +53,12 @@ class ResponseStore:
 
     async def get(self, response_id: str, api_key_id: str | None) -> StoredResponse | None:
         """The response if it exists, is unexpired and belongs to this key."""
-        return await asyncio.to_thread(self._get, response_id, api_key_id, datetime.now(UTC))
+        stored = await self.find(response_id)
+        return stored if stored is not None and stored.api_key_id == api_key_id else None
+
+    async def find(self, response_id: str) -> StoredResponse | None:
+        """The unexpired response, whichever key it belongs to (callers check the owner)."""
+        return await asyncio.to_thread(self._get, response_id, datetime.now(UTC))
 
     async def put(self, response: StoredResponse, request_id: str) -> None:
         """Keep a response (a second write of the same id replaces the first)."""
@@ -70,13 +75,11 @@ class ResponseStore:
                 delete(stored_responses).where(stored_responses.c.expires_at < now)).rowcount
         return int(removed or 0)
 
-    def _get(self, response_id: str, api_key_id: str | None,
-             now: datetime) -> StoredResponse | None:
+    def _get(self, response_id: str, now: datetime) -> StoredResponse | None:
         columns = stored_responses.c
         with self._engine.connect() as connection:
             row = connection.execute(select(stored_responses).where(
-                columns.response_id == response_id, _key_is(api_key_id),
-                columns.expires_at >= now)).first()
+                columns.response_id == response_id, columns.expires_at >= now)).first()
         if row is None:
             return None
         return StoredResponse(row.response_id, row.api_key_id, row.model, row.pool,

@@ -51,20 +51,22 @@ class InputItem(WireModel):
     type: StrictStr = "message"
     id: StrictStr | None = None
     role: StrictStr | None = None
-    content: StrictStr | list[ContentPart] | None = None
+    # Messages and function outputs are checked by `check_item`; other item types (computer
+    # calls, MCP, ...) carry their own shapes, passed to native pools as they came.
+    content: StrictStr | list[ContentPart] | Any = None
     call_id: StrictStr | None = None
     name: StrictStr | None = None
     arguments: StrictStr | None = None
-    output: StrictStr | list[ContentPart] | None = None
+    output: StrictStr | list[ContentPart] | Any = None
 
     def text(self) -> str:
         """The item's text (message content, or a function output), parts joined by spaces."""
         value = self.content if self.type == "message" else self.output
-        if value is None:
-            return ""
         if isinstance(value, str):
             return value
-        return " ".join(part.text or "" for part in value)
+        if isinstance(value, list):
+            return " ".join(part.text or "" for part in value if isinstance(part, ContentPart))
+        return ""
 
 
 class FunctionTool(WireModel):

@@ -45,6 +45,7 @@ class Turn:
     history: list[InputItem] | None
     previous_response_id: str | None
     api_key_id: str | None
+    native_pool: str | None = None  # the native pool that answered the previous response
 
     def expanded(self) -> ResponsesRequest:
         """The request with its earlier turns inlined: self-contained, never stored."""
@@ -78,7 +79,10 @@ class ResponsesPlan:
         history = turn.history
         if self.native:
             payload = request.model_copy(update={"model": route.upstream_model})
-            if history is not None and turn.previous_response_id is not None:
+            # The pool that answered the previous turn holds it itself: the request goes as
+            # it came. Any other pool is given the stored conversation inline.
+            holds_it = history is None or turn.native_pool == route.pool.name
+            if turn.previous_response_id is not None and history is not None and not holds_it:
                 payload = payload.model_copy(update={
                     "input": [*history, *request.items()], "previous_response_id": None})
             self.upstream = UpstreamRequest("responses", payload, stream=stream)
@@ -165,7 +169,12 @@ class ResponsesRelay:
         previous = request.previous_response_id
         if previous is None or self.store is None:
             return Turn(request, [] if previous is None else None, previous, api_key_id)
-        stored = await self.store.get(previous, api_key_id)
+        stored = await self.store.find(previous)
+        if stored is not None and stored.api_key_id != api_key_id:
+            # Another key's: never continued, not even by a native pool that holds it too.
+            raise InvalidRequest(f"Previous response with id '{previous}' not found.",
+                                 code="previous_response_not_found",
+                                 param="previous_response_id")
         conversation = stored.conversation() if stored is not None else None
         if conversation is None:
             return Turn(request, None, previous, api_key_id)
@@ -173,7 +182,8 @@ class ResponsesRelay:
             history = [InputItem.model_validate(item) for item in conversation]
         except ValidationError:  # a native upstream's item the proxy cannot re-read
             return Turn(request, None, previous, api_key_id)
-        return Turn(request, history, previous, api_key_id)
+        return Turn(request, history, previous, api_key_id,
+                    stored.pool if stored is not None and stored.native else None)
 
     def unknown_previous(self, response_id: str) -> InvalidRequest:
         """The 400 for a previous response a chat-only pool cannot continue."""
