@@ -61,6 +61,8 @@ class ScriptedResponsesUpstream(ScriptedUpstream):
         response = self._response(request, behaviour)
         if request.get("store", True):
             self.responses[response["id"]] = response
+            if len(self.responses) > 10_000:  # a long benchmark run: forget the oldest
+                del self.responses[next(iter(self.responses))]
         if request.get("stream"):
             return await self._stream_events(response, behaviour, receive, send)
         self.stats.completed += 1
@@ -158,3 +160,23 @@ class ScriptedResponsesUpstream(ScriptedUpstream):
             await send({"type": "http.response.body", "body": payload, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         self.stats.completed += 1
+
+
+def main() -> None:
+    """Serve the fake on a port (`python -m proxy.fakes.responses_upstream --port 8000`)."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="Scripted upstream with a native Responses "
+                                                 "API (a fake).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--model", action="append", help="model names to list")
+    args = parser.parse_args()
+    app = ScriptedResponsesUpstream(tuple(args.model or ["fake-model"]))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -74,12 +74,16 @@ class ResponsesTap:
         self.saw_done = False
         self.error_payload: bytes | None = None
         self.final_json: str | None = None
+        self.end_offset: int | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         """Forwardable bytes for the complete events now buffered."""
         out = bytearray()
         for event in self._events.split(chunk):
+            done = self.saw_done
             self._watch(event)
+            if self.saw_done and not done:
+                self.end_offset = len(out)
             out += event
         return bytes(out)
 
@@ -134,6 +138,7 @@ class TranslatingTap:
         self.saw_done = False
         self.error_payload: bytes | None = None
         self.final_json: str | None = None
+        self.end_offset: int | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         """The translated events for the complete upstream events now buffered."""
@@ -142,7 +147,11 @@ class TranslatingTap:
             self._started = True
             out += self._translator.start()
         for event in self._events.split(chunk):
-            out += self._translate(event)
+            done = self.saw_done
+            translated = self._translate(event)
+            if self.saw_done and not done:
+                self.end_offset = len(out)
+            out += translated
         return bytes(out)
 
     def finish(self) -> bytes:

@@ -41,6 +41,9 @@ class StreamTap(Protocol):
     token_events: int
     saw_done: bool  # the event that completes the answer has been seen
     error_payload: bytes | None
+    # Where, in the bytes the last `feed` returned, the completing event starts (None: the
+    # whole of them): what comes before it goes out without waiting for the row or the store.
+    end_offset: int | None
 
     def feed(self, chunk: bytes) -> bytes:
         """Forwardable bytes for the upstream bytes so far."""
@@ -68,6 +71,7 @@ class SSETap:
         self.token_events = 0
         self.saw_done = False
         self.error_payload: bytes | None = None
+        self.end_offset: int | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         """Forwardable bytes for the complete events now buffered."""

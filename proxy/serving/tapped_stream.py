@@ -103,8 +103,11 @@ class TappedStream(Response):
         out = self._tap.feed(chunk)
         self._tap_s += time.perf_counter() - started
         if self._tap.saw_done and not self._recorded:
+            split = self._tap.end_offset or 0
+            await self._send(send, out[:split])  # output before the end need not wait
             await self._complete()
             self._record(disconnected=False)  # before the client can see the answer end
+            out = out[split:]
         await self._send(send, out)
 
     async def _complete(self) -> None:
