@@ -336,17 +336,18 @@ def test_bad_input_is_a_400_naming_the_param(setup: Setup, body: dict, param: st
     assert setup.upstream.stats.requests == 0
 
 
-def test_what_a_chat_pool_cannot_do_is_a_400(setup: Setup) -> None:
-    if setup.kind == "native":
-        pytest.skip("a native pool takes hosted tools itself")
+def test_what_a_chat_pool_cannot_do_is_a_400(proxy: RunningProxy, fake) -> None:
+    client = proxy.client()  # the scripted chat-only upstream (a native pool takes these)
     with pytest.raises(openai.BadRequestError) as caught:
-        setup.client.responses.create(model="fake-model", input="Search the web",
-                                      tools=[{"type": "web_search"}])
+        client.responses.create(model="fake-model", input="Search the web",
+                                tools=[{"type": "web_search"}])
     assert caught.value.body["param"] == "tools.0.type"  # type: ignore[index]
     with pytest.raises(openai.BadRequestError) as caught:
-        setup.client.responses.create(model="fake-model", input=[
+        client.responses.create(model="fake-model", input=[
             {"type": "computer_call_output", "call_id": "c", "output": {}}])
     assert caught.value.body["param"] == "input.0.type"  # type: ignore[index]
+    assert fake.app.stats.requests == 0
+    assert [row["status"] for row in wait_rows(proxy.database_url, 2)] == ["rejected"] * 2
 
 
 def test_client_disconnect_cancels_the_upstream(setup: Setup) -> None:
