@@ -411,3 +411,28 @@ def _wait(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+def test_a_litellm_pool_serves_responses_through_litellm(start_proxy, pg_url: str) -> None:
+    from proxy.pools.config import PoolConfig
+
+    app = ScriptedResponsesUpstream()
+    server = ServerThread(app).start()
+    try:
+        pool = PoolConfig(name="via-litellm", kind="litellm", base_urls=[server.url],
+                          endpoints=["responses"], api_key="sk-upstream",  # type: ignore[arg-type]
+                          models=[{"name": "gpt-local", "upstream_name": "openai/fake-model"}])  # type: ignore[list-item]
+        proxy = start_proxy([pool], pg_url)
+        client = proxy.client()
+        app.script(DONE, DONE)
+        reply = client.responses.create(model="gpt-local", input="Hi")
+        assert reply.output_text == "tok0 tok1 tok2 tok3 tok4"
+        assert app.stats.bodies[-1]["model"] == "fake-model"  # litellm called /v1/responses
+        with client.responses.stream(model="gpt-local", input="Hi") as stream:
+            final = stream.get_final_response()
+        assert final.output_text == "tok0 tok1 tok2 tok3 tok4"
+        rows = wait_rows(pg_url, 2)
+        assert all(r["backend"] == "litellm" and r["status"] == "ok" for r in rows), rows
+        assert all(r["completion_tokens"] == 5 for r in rows)
+    finally:
+        server.stop()
