@@ -19,6 +19,12 @@ class Sample:
     status: int
 
 
+# What marks the first generated token in a streamed body: chat/completions deltas by default;
+# a Responses stream's first output is its `response.output_text.delta` event.
+CHAT_TOKEN = (b'"content"', b'"text"')
+RESPONSES_TOKEN = (b"response.output_text.delta",)
+
+
 class Connection:
     """One keep-alive connection; `request` sends prebuilt bytes and reads one response."""
 
@@ -31,7 +37,8 @@ class Connection:
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
         return cls(reader, writer)
 
-    async def request(self, raw: bytes, *, stream: bool) -> Sample:
+    async def request(self, raw: bytes, *, stream: bool,
+                      token: tuple[bytes, ...] = CHAT_TOKEN) -> Sample:
         started = time.perf_counter()
         self.writer.write(raw)
         head = await self.reader.readuntil(b"\r\n\r\n")
@@ -43,7 +50,7 @@ class Connection:
                 size_line = await self.reader.readuntil(b"\r\n")
                 size = int(size_line.strip().split(b";")[0], 16)
                 chunk = await self.reader.readexactly(size + 2)
-                if not first_s and (not stream or b'"content"' in chunk or b'"text"' in chunk):
+                if not first_s and (not stream or any(mark in chunk for mark in token)):
                     first_s = time.perf_counter() - started
                 if size == 0:
                     break
@@ -71,19 +78,22 @@ def build_request(url: str, body: bytes, api_key: str) -> bytes:
     ).encode() + body
 
 
-async def sequential(url: str, raw: bytes, count: int, *, stream: bool) -> list[Sample]:
+async def sequential(url: str, raw: bytes, count: int, *, stream: bool,
+                     token: tuple[bytes, ...] = CHAT_TOKEN) -> list[Sample]:
     """`count` requests one after another on one connection (after 20 warm-ups)."""
     connection = await Connection.open(url)
     try:
         for _ in range(20):
-            await connection.request(raw, stream=stream)
-        return [await connection.request(raw, stream=stream) for _ in range(count)]
+            await connection.request(raw, stream=stream, token=token)
+        return [await connection.request(raw, stream=stream, token=token)
+                for _ in range(count)]
     finally:
         connection.close()
 
 
 async def closed_loop(url: str, raw: bytes, concurrency: int, duration_s: float, *,
-                      stream: bool) -> tuple[float, list[Sample]]:
+                      stream: bool, token: tuple[bytes, ...] = CHAT_TOKEN
+                      ) -> tuple[float, list[Sample]]:
     """`concurrency` clients each sending back to back for `duration_s`: (req/s, samples)."""
     samples: list[Sample] = []
     deadline = time.perf_counter() + duration_s
@@ -91,9 +101,9 @@ async def closed_loop(url: str, raw: bytes, concurrency: int, duration_s: float,
     async def client() -> None:
         connection = await Connection.open(url)
         try:
-            await connection.request(raw, stream=stream)  # warm-up
+            await connection.request(raw, stream=stream, token=token)  # warm-up
             while time.perf_counter() < deadline:
-                samples.append(await connection.request(raw, stream=stream))
+                samples.append(await connection.request(raw, stream=stream, token=token))
         finally:
             connection.close()
 

@@ -1,6 +1,11 @@
 """Proxy overhead, side by side in one run: a stub upstream called directly, through
 sprout-proxy (ledger on, PostgreSQL), and through the LiteLLM proxy (one worker, no database).
 
+Scenarios: `chat` (chat completions, all three); `responses` (the Responses API through
+sprout's translation to the stub's chat completions, against the stub's chat called
+directly); `responses-native` (passed through to the stub's own /v1/responses, against that
+called directly). Responses requests store their answer (the default), so that write counts.
+
     .venv/bin/python bench/overhead.py [--requests 1000] [--duration 8] [--concurrency 32]
 
 The LiteLLM proxy runs from its own virtualenv (`--litellm-venv`, default .venv-bench; made with
@@ -27,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import (  # noqa: E402
+    CHAT_TOKEN,
+    RESPONSES_TOKEN,
     build_request,
     closed_loop,
     median_ms,
@@ -40,6 +47,21 @@ from tests.support.servers import ChildProcess  # noqa: E402
 KEY = "sk-bench-0123456789abcdef0123456789abcdef"
 BODY = {"model": "fake-model", "max_tokens": 5,
         "messages": [{"role": "user", "content": "Say five words about the grid."}]}
+RESPONSES_BODY = {"model": "fake-model", "max_output_tokens": 5,
+                  "input": "Say five words about the grid."}
+# (scenario, target, path, body, what marks the first token); the first run of a scenario's
+# "direct" target is its baseline (`responses` compares with the stub's chat, the same work).
+RUNS: list[tuple[str, str, str, dict[str, object], tuple[bytes, ...]]] = [
+    ("chat", "direct", "/chat/completions", BODY, CHAT_TOKEN),
+    ("chat", "sprout", "/chat/completions", BODY, CHAT_TOKEN),
+    ("chat", "litellm", "/chat/completions", BODY, CHAT_TOKEN),
+    ("responses", "sprout", "/responses", RESPONSES_BODY, RESPONSES_TOKEN),
+    ("responses-native", "direct", "/responses", RESPONSES_BODY, RESPONSES_TOKEN),
+    ("responses-native", "sprout", "/responses", RESPONSES_BODY | {"model": "fake-native"},
+     RESPONSES_TOKEN),
+]
+BASELINES = {"chat": ("chat", "direct"), "responses": ("chat", "direct"),
+             "responses-native": ("responses-native", "direct")}
 
 
 def start_litellm(venv: Path, stub_url: str, work: Path) -> subprocess.Popen[bytes] | None:
@@ -104,17 +126,20 @@ async def measure(targets: dict[str, str], args: argparse.Namespace,
     pids = pids or {}
     results: list[dict[str, object]] = []
     for stream in (False, True):
-        body = json.dumps(BODY | ({"stream": True} if stream else {})).encode()
-        for name, base in targets.items():
-            url = base + "/chat/completions"
+        for scenario, name, path, document, token in RUNS:
+            if name not in targets:
+                continue
+            body = json.dumps(document | ({"stream": True} if stream else {})).encode()
+            url = targets[name] + path
             raw = build_request(url, body, KEY)
-            one = await sequential(url, raw, args.requests, stream=stream)
+            one = await sequential(url, raw, args.requests, stream=stream, token=token)
             pid = pids.get(name)
             cpu_before = cpu_s(pid) if pid else 0.0
-            rps, many = await closed_loop(url, raw, args.concurrency, args.duration, stream=stream)
+            rps, many = await closed_loop(url, raw, args.concurrency, args.duration,
+                                          stream=stream, token=token)
             cpu_ms = (cpu_s(pid) - cpu_before) * 1000 / max(len(many), 1) if pid else None
             results.append({
-                "target": name, "mode": "stream" if stream else "plain",
+                "scenario": scenario, "target": name, "mode": "stream" if stream else "plain",
                 "c1_ttft_p50_ms": median_ms([s.ttfb_s for s in one]),
                 "c1_ttft_p99_ms": percentile_ms([s.ttfb_s for s in one], 99),
                 "c1_total_p50_ms": median_ms([s.total_s for s in one]),
@@ -124,7 +149,7 @@ async def measure(targets: dict[str, str], args: argparse.Namespace,
                 "requests": len(one) + len(many) + 20 + args.concurrency,
                 "cpu_ms_per_request": cpu_ms,
             })
-            print(f"  {name:8s} {results[-1]['mode']:6s} p50 "
+            print(f"  {scenario:16s} {name:8s} {results[-1]['mode']:6s} p50 "
                   f"{results[-1]['c1_total_p50_ms']:.3f} ms, {rps:.0f} req/s", flush=True)
     return results
 
@@ -133,22 +158,24 @@ def report(results: list[dict[str, object]], concurrency: int) -> str:
     rps_key = f"c{concurrency}_rps"
     lines = []
     for mode in ("plain", "stream"):
-        rows = {str(r["target"]): r for r in results if r["mode"] == mode}
-        direct = rows["direct"]
+        rows = {(str(r["scenario"]), str(r["target"])): r for r in results if r["mode"] == mode}
         lines.append(f"\n{mode} (c=1: {'TTFT' if mode == 'stream' else 'latency'}; "
                      f"c={concurrency}: throughput)")
-        lines.append(f"{'target':10s} {'p50 ms':>8s} {'p99 ms':>8s} {'+p50 ms':>8s} "
-                     f"{'+p99 ms':>8s} {'req/s':>8s} {'vs litellm':>10s} {'CPU ms/req':>10s}")
-        for name, row in rows.items():
+        lines.append(f"{'scenario':17s} {'target':8s} {'p50 ms':>8s} {'p99 ms':>8s} "
+                     f"{'+p50 ms':>8s} {'+p99 ms':>8s} {'req/s':>8s} {'vs litellm':>10s} "
+                     f"{'CPU ms/req':>10s}")
+        for (scenario, name), row in rows.items():
+            direct = rows[BASELINES[scenario]]
             p50, p99 = float(row["c1_ttft_p50_ms"]), float(row["c1_ttft_p99_ms"])  # type: ignore[arg-type]
             added50 = p50 - float(direct["c1_ttft_p50_ms"])  # type: ignore[arg-type]
             added99 = p99 - float(direct["c1_ttft_p99_ms"])  # type: ignore[arg-type]
             ratio = ""
-            if "litellm" in rows:
-                ratio = f"{float(row[rps_key]) / float(rows['litellm'][rps_key]):.1f}x"  # type: ignore[arg-type]
+            if ("chat", "litellm") in rows:
+                ratio = f"{float(row[rps_key]) / float(rows['chat', 'litellm'][rps_key]):.1f}x"  # type: ignore[arg-type]
             cpu = row.get("cpu_ms_per_request")
             cpu_text = f"{float(cpu):10.3f}" if cpu is not None else f"{'':>10s}"  # type: ignore[arg-type]
-            lines.append(f"{name:10s} {p50:8.3f} {p99:8.3f} {added50:8.3f} {added99:8.3f} "
+            lines.append(f"{scenario:17s} {name:8s} {p50:8.3f} {p99:8.3f} {added50:8.3f} "
+                         f"{added99:8.3f} "
                          f"{float(row[rps_key]):8.0f} {ratio:>10s} {cpu_text}")  # type: ignore[arg-type]
     return "\n".join(lines)
 
@@ -173,7 +200,8 @@ def main() -> int:
     processes: list[object] = []
     try:
         stub_port = free_port()
-        stub = ChildProcess(["-m", "proxy.fakes.upstream", "--port", str(stub_port)],
+        # The scripted upstream that also serves /v1/responses itself.
+        stub = ChildProcess(["-m", "proxy.fakes.responses_upstream", "--port", str(stub_port)],
                             f"http://127.0.0.1:{stub_port}/v1/models").start()
         processes.append(stub)
         stub_url = f"http://127.0.0.1:{stub_port}/v1"
@@ -182,7 +210,12 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_")}
         env |= {"PROXY_MASTER_KEY": KEY, "PROXY_LEDGER_SPILL_PATH": str(work / "spill.jsonl"),
                 "PROXY_LEDGER_JOURNAL_DIR": str(work / "journal"),
-                "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                # A second pool over the same stub that serves /v1/responses natively.
+                "PROXY_POOLS": json.dumps([{
+                    "name": "native", "kind": "openai", "base_urls": [stub_url],
+                    "endpoints": ["responses"],
+                    "models": [{"name": "fake-native", "upstream_name": "fake-model"}]}])}
         env |= dict(setting.split("=", 1) for setting in args.proxy_setting)
         sprout = ChildProcess(
             ["-m", "proxy", "serve", "--upstream", stub_url, "--model", "fake-model",

@@ -16,8 +16,10 @@ from typing import Any
 
 import httpx
 
+from proxy.errors import ProxyError
 from proxy.protocol.chat import ChatCompletionRequest
 from proxy.protocol.completions import CompletionRequest
+from proxy.protocol.responses import ResponsesRequest
 from proxy.serving.service import Serving
 
 
@@ -36,25 +38,41 @@ class Generator(abc.ABC):
 
     @abc.abstractmethod
     async def answer(self, endpoint: str, request: dict[str, Any], level: str) -> Answer:
-        """The answer text of a chat or completion request."""
+        """The answer text of a chat, completion or Responses request."""
+
+
+_PATHS = {"chat": "/chat/completions", "completions": "/completions",
+          "responses": "/responses"}
+_MODELS: dict[str, type[ChatCompletionRequest | CompletionRequest | ResponsesRequest]] = {
+    "chat": ChatCompletionRequest, "completions": CompletionRequest,
+    "responses": ResponsesRequest}
 
 
 def _read(endpoint: str, body: bytes, request_id: str | None) -> Answer:
     """The answer in a response body, or why it cannot be read."""
     try:
         document = json.loads(body)
-        choice = document["choices"][0]
-        if endpoint == "chat":
-            text = str(choice["message"].get("content") or "")
-        else:
-            text = str(choice.get("text") or "")
+        text = _text(endpoint, document)
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         return Answer(None, request_id, f"unreadable answer: {exc}")
     return Answer(text, request_id, None, document)
 
 
-def _plain(request: dict[str, Any]) -> dict[str, Any]:
+def _text(endpoint: str, document: dict[str, Any]) -> str:
+    if endpoint == "responses":  # every output_text part of every message item
+        return "".join(str(part.get("text") or "") for item in document["output"]
+                       if item.get("type") == "message" for part in item.get("content") or []
+                       if part.get("type") == "output_text")
+    choice = document["choices"][0]
+    if endpoint == "chat":
+        return str(choice["message"].get("content") or "")
+    return str(choice.get("text") or "")
+
+
+def _plain(endpoint: str, request: dict[str, Any]) -> dict[str, Any]:
     unstreamed = {k: v for k, v in request.items() if k not in ("stream", "stream_options")}
+    if endpoint == "responses":  # regenerations are never kept (captured turns are inline)
+        unstreamed["store"] = False
     return unstreamed
 
 
@@ -67,11 +85,10 @@ class HTTPGenerator(Generator):
         self._headers = {"authorization": f"Bearer {master_key}", "x-sprout-evaluator": "1"}
 
     async def answer(self, endpoint: str, request: dict[str, Any], level: str) -> Answer:
-        """POST to /v1/chat/completions or /v1/completions."""
-        path = "/chat/completions" if endpoint == "chat" else "/completions"
+        """POST to /v1/chat/completions, /v1/completions or /v1/responses."""
         try:
             response = await self._client.post(
-                self._url + path, json=_plain(request),
+                self._url + _PATHS[endpoint], json=_plain(endpoint, request),
                 headers=self._headers | {"x-sprout-directive": level})
         except httpx.HTTPError as exc:
             return Answer(None, None, f"{type(exc).__name__}: {exc}")
@@ -93,10 +110,9 @@ class InProcessGenerator(Generator):
 
     async def answer(self, endpoint: str, request: dict[str, Any], level: str) -> Answer:
         """Run the request through `Serving.serve` as the master key, marked as evaluator."""
-        model = ChatCompletionRequest if endpoint == "chat" else CompletionRequest
         try:
-            parsed = model.model_validate(_plain(request))
-        except ValueError as exc:
+            parsed = _MODELS[endpoint].model_validate(_plain(endpoint, request))
+        except (ValueError, ProxyError) as exc:
             return Answer(None, None, f"sample no longer parses: {exc}")
         exchange = self._serving.begin(endpoint)  # type: ignore[arg-type]
         exchange.api_key_id = "evaluator"

@@ -24,6 +24,8 @@ class Sample:
 
     def instruction(self) -> str:
         """What the judge sees as the instruction (the conversation's last user text)."""
+        if self.endpoint == "responses":
+            return _last_user_item(self.request.get("input"))
         if self.endpoint != "chat":
             prompt = self.request.get("prompt")
             return prompt if isinstance(prompt, str) else json.dumps(prompt)
@@ -35,6 +37,21 @@ class Sample:
                 return " ".join(part.get("text", "") for part in content or []
                                 if isinstance(part, dict))
         return ""
+
+
+def _last_user_item(items: object) -> str:
+    """A Responses input's last user message text (a plain string input is one)."""
+    if isinstance(items, str):
+        return items
+    for item in reversed(items if isinstance(items, list) else []):
+        if isinstance(item, dict) and item.get("role") == "user" and item.get(
+                "type", "message") == "message":
+            content = item.get("content")
+            if isinstance(content, str):
+                return content
+            return " ".join(str(part.get("text", "")) for part in content or []
+                            if isinstance(part, dict))
+    return ""
 
 
 def pick(connection: Connection, *, since: datetime, limit: int,

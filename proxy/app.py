@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from proxy import __version__
-from proxy.api import health, metrics, openai
+from proxy.api import health, metrics, openai, responses
 from proxy.api.admin import keys as admin_keys
 from proxy.api.admin import operations as admin_operations
 from proxy.api.admin import requests as admin_requests
@@ -37,6 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None, redoc_url=None,  # served from vendored assets: proxy/apidocs/
     )
     app.include_router(openai.router)
+    app.include_router(responses.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     for router in (admin_keys.router, admin_requests.router, admin_stats.router,

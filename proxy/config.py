@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     prompt_capture_rate: float = Field(default=0.1, ge=0, le=1)
     prompt_retention_days: float = Field(default=7.0, gt=0)
 
+    # Responses API: keep responses (store not false) for previous_response_id, retrieval and
+    # input items, in the database, for the retention period. Off: previous_response_id on a
+    # chat-only pool is a 400 (a native pool still resolves its own ids).
+    responses_store: bool = True
+    responses_retention_days: float = Field(default=30.0, gt=0)
+
     # Evaluator: regenerates captured prompts at every level, a judge model picks the best.
     # The scheduled job is off until a judge model (one the pools serve) is set.
     evaluator_judge_model: str | None = None

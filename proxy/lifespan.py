@@ -18,6 +18,7 @@ from proxy.accounting.ledger_writer import LedgerWriter
 from proxy.accounting.migrate import upgrade_to_head
 from proxy.accounting.provisional import PoolAccounts, ProvisionalAccounts
 from proxy.accounting.repository import output_lengths
+from proxy.accounting.responses_store import ResponseStore
 from proxy.accounting.settlement import SettlementConfig, SettlementJob
 from proxy.accounting.spill import SpillFile
 from proxy.api.metrics import Metrics
@@ -44,6 +45,8 @@ from proxy.jobs.heartbeat import Heartbeat
 from proxy.jobs.leader import LeaderLock
 from proxy.jobs.refresh import KeyRefresh, ModelRediscovery
 from proxy.jobs.reoptimise import Reoptimiser
+from proxy.jobs.responses_retention import INTERVAL_S as RETENTION_INTERVAL_S
+from proxy.jobs.responses_retention import ResponsesRetention
 from proxy.jobs.scheduler import Job, start_scheduler
 from proxy.limits.sync import KeyUsageSync
 from proxy.limits.usage import KeyUsage
@@ -60,6 +63,7 @@ from proxy.routing.router import PoolStatic, Router, RoutingConfig
 from proxy.serving.capture import CapturePolicy
 from proxy.serving.directing import Director
 from proxy.serving.flights import InFlight
+from proxy.serving.responses import ResponsesRelay
 from proxy.serving.retry import RetryPolicy
 from proxy.serving.service import Serving
 from proxy.state import AppState
@@ -205,9 +209,11 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
                             rate=settings.prompt_capture_rate, rng=rng)
     router = await asyncio.to_thread(build_router, settings, registry, carbon, engine, holder)
     flights = InFlight()
+    response_store = (ResponseStore(engine, timedelta(days=settings.responses_retention_days))
+                      if settings.responses_store else None)
     serving = Serving(registry, ledger, retry, rng, director,
                       ProvisionalAccounts(accounts, carbon.latest), devices, flights, usage,
-                      capture, router)
+                      capture, router, ResponsesRelay(response_store, rng))
     leader = LeaderLock(engine)
     history = CIHistory(engine)
     reoptimiser = Reoptimiser(
@@ -239,6 +245,9 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
          settings.carbon_refresh_s),
         ("pool-health", HealthChecker(registry, settings.pool_health_timeout_s).check_once,
          settings.pool_health_interval_s)]
+    if response_store is not None:
+        jobs.append(("responses-retention",
+                     ResponsesRetention(response_store, leader).run_once, RETENTION_INTERVAL_S))
     if settings.evaluator_judge_model:
         from proxy.jobs.evaluation import EvaluationJob  # the evaluator package, when enabled
 

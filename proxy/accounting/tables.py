@@ -314,3 +314,23 @@ key_usage = Table(
     Column("granted_tokens", Integer, nullable=False),
     Index("ix_key_usage_minute_at", "minute_at"),
 )
+
+# Responses the proxy keeps for `previous_response_id`, `GET /v1/responses/{id}` and its input
+# items (requests with `store` not false; PROXY_RESPONSES_STORE). Deleted after the retention
+# period (`expires_at`); a row past it is never served even before the clean-up removes it.
+stored_responses = Table(
+    "stored_responses",
+    metadata,
+    Column("response_id", String(128), primary_key=True),
+    Column("request_id", String(64), nullable=False),  # its ledger row
+    Column("api_key_id", String(64), nullable=True),  # only this key may read or continue it
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("pool", String(128), nullable=True),
+    Column("native", Boolean, nullable=False),  # served by a pool's own /v1/responses
+    Column("history_json", Text, nullable=False),  # earlier turns' items (client's own input)
+    Column("input_json", Text, nullable=False),  # this request's input items, with ids
+    Column("response_json", Text, nullable=False),  # the response object as the client got it
+    Index("ix_stored_responses_expires_at", "expires_at"),
+)

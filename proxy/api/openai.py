@@ -1,4 +1,4 @@
-"""OpenAI-compatible routes: chat, completions, embeddings, models."""
+"""OpenAI-compatible routes: chat, completions, embeddings, responses, models."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from proxy.pools.config import Endpoint
 from proxy.protocol.chat import ChatCompletionRequest
 from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
 from proxy.protocol.models import ModelCard, ModelList
+from proxy.protocol.responses import ResponsesRequest
 from proxy.serving.service import InferenceRequest
 from proxy.state import AppState
 
@@ -22,6 +23,7 @@ _MODELS: dict[Endpoint, type[InferenceRequest]] = {
     "chat": ChatCompletionRequest,
     "completions": CompletionRequest,
     "embeddings": EmbeddingRequest,
+    "responses": ResponsesRequest,
 }
 
 
@@ -65,10 +67,17 @@ async def embeddings(request: Request) -> Response:
 # The inference routes are also served as plain Starlette routes placed ahead of the FastAPI
 # ones (which stay for the OpenAPI schema): they take the raw request and need no dependency
 # solving, which is a measurable share of a proxied request (bench/overhead.py).
+@router.post("/responses", summary="Create a response (OpenAI Responses API)")
+async def responses(request: Request) -> Response:
+    """A response, plain or streamed as typed events; native or translated from chat."""
+    return await _serve(request, "responses")
+
+
 fast_routes = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/completions", completions, methods=["POST"]),
     Route("/v1/embeddings", embeddings, methods=["POST"]),
+    Route("/v1/responses", responses, methods=["POST"]),
 ]
 
 

@@ -23,7 +23,10 @@ def _litellm() -> Any:
 
 
 class LiteLLMBackend(Backend):
-    """Calls `litellm.acompletion` / `atext_completion` / `aembedding` and re-emits OpenAI JSON."""
+    """Calls litellm's `acompletion` / `atext_completion` / `aembedding` / `aresponses`.
+
+    Results are re-emitted as OpenAI JSON (Responses streams as typed `event:` lines).
+    """
 
     kind = "litellm"
 
@@ -47,6 +50,7 @@ class LiteLLMBackend(Backend):
             "chat": self._lib.acompletion,
             "completions": self._lib.atext_completion,
             "embeddings": self._lib.aembedding,
+            "responses": self._lib.aresponses,
         }[request.endpoint]
         if request.endpoint == "embeddings":
             kwargs.pop("stream", None)
@@ -55,7 +59,7 @@ class LiteLLMBackend(Backend):
         except Exception as exc:
             return self._error_response(exc)
         if request.stream:
-            return _LiteLLMStream(result, self)
+            return _LiteLLMStream(result, self, typed=request.endpoint == "responses")
         return BufferedResponse(200, result.model_dump_json(exclude_none=True).encode())
 
     def _error_response(self, exc: Exception) -> UpstreamResponse:
@@ -75,11 +79,12 @@ class LiteLLMBackend(Backend):
 
 
 class _LiteLLMStream(UpstreamResponse):
-    def __init__(self, stream: Any, backend: LiteLLMBackend):
+    def __init__(self, stream: Any, backend: LiteLLMBackend, *, typed: bool = False):
         self.status_code = 200
         self.content_type = "text/event-stream"
         self._stream = stream
         self._backend = backend
+        self._typed = typed  # Responses events: `event: <type>` lines and no [DONE]
 
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.iter_bytes()])
@@ -87,10 +92,14 @@ class _LiteLLMStream(UpstreamResponse):
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._stream:
-                yield b"data: " + chunk.model_dump_json(exclude_none=True).encode() + b"\n\n"
+                data = b"data: " + chunk.model_dump_json(exclude_none=True).encode() + b"\n\n"
+                if self._typed:
+                    data = f"event: {getattr(chunk, 'type', 'message')}\n".encode() + data
+                yield data
         except Exception as exc:
             raise self._backend.map_stream_error(exc) from exc
-        yield b"data: [DONE]\n\n"
+        if not self._typed:
+            yield b"data: [DONE]\n\n"
 
     async def aclose(self) -> None:
         close = getattr(self._stream, "aclose", None)

@@ -11,7 +11,8 @@ from proxy.backends.base import Backend, UpstreamRequest, UpstreamResponse
 from proxy.backends.http1_transport import KeepAliveTransport
 from proxy.errors import BackendUnavailable
 
-_PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+_PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings",
+          "responses": "/responses"}
 
 
 def map_httpx_error(exc: httpx.HTTPError) -> BackendUnavailable:

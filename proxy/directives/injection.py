@@ -4,12 +4,18 @@ Chat: a system message with the directive text goes right after the client's own
 system/developer messages (so a shared system prefix stays cacheable upstream), or first if
 there are none. Completions (no roles): the documented equivalent is the directive and a blank
 line before each text prompt; token-id prompts cannot carry text and are left unchanged.
+Responses: a system message item at the start of this turn's `input`, after its own leading
+system/developer items. `instructions` stays byte-identical and the earlier turns
+(`previous_response_id`) come before this turn's input, so the cacheable prefix is the
+instructions and the whole earlier conversation, and the stored history never holds a
+directive (each turn gets its own draw).
 """
 
 from __future__ import annotations
 
 from proxy.protocol.chat import ChatCompletionRequest, ChatMessage
 from proxy.protocol.completions import CompletionRequest
+from proxy.protocol.responses import InputItem, ResponsesRequest
 
 _LEADING_ROLES = ("system", "developer")
 
@@ -38,3 +44,14 @@ def inject_completion_text(request: CompletionRequest, text: str) -> CompletionR
     if isinstance(prompt, str):
         return request.model_copy(update={"prompt": f"{text}\n\n{prompt}"})
     return request.model_copy(update={"prompt": [f"{text}\n\n{p}" for p in prompt]})
+
+
+def inject_responses(request: ResponsesRequest, text: str) -> ResponsesRequest:
+    """The request with the directive's system item inserted into this turn's input."""
+    items = request.items()
+    position = 0
+    while (position < len(items) and items[position].type == "message"
+           and items[position].role in _LEADING_ROLES):
+        position += 1
+    items.insert(position, InputItem(type="message", role="system", content=text))
+    return request.model_copy(update={"input": items})

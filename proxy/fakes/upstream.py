@@ -34,6 +34,9 @@ class Behaviour(BaseModel):
     report_usage: bool = True
     drop_after_chunks: int | None = None  # abort the connection mid-stream
     error_message: str = "scripted failure"
+    finish_reason: str = "length"
+    content: str | None = None  # answer exactly this text (streamed word by word)
+    tool_call: dict[str, str] | None = None  # {"name", "arguments"}: call a tool instead
 
 
 @dataclasses.dataclass
@@ -159,15 +162,20 @@ class ScriptedUpstream:
                                            "usage": usage})
         if model in self.judge_models:
             return await self._judge(request, model, send)
-        words = [f"tok{i}" for i in range(self._tokens(request, behaviour))]
+        words = ([f"tok{i}" for i in range(self._tokens(request, behaviour))]
+                 if behaviour.content is None else behaviour.content.split(" "))
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
                  "total_tokens": prompt_tokens + len(words)}
         if request.get("stream"):
             return await self._stream(endpoint, model, words, usage, request, behaviour,
                                       receive, send)
         text = " ".join(words)
-        choice: dict[str, Any] = {"index": 0, "finish_reason": "length", "logprobs": None}
-        if endpoint == "chat":
+        choice: dict[str, Any] = {"index": 0, "finish_reason": behaviour.finish_reason,
+                                  "logprobs": None}
+        if endpoint == "chat" and behaviour.tool_call is not None:
+            choice |= {"finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": None, "tool_calls": [_tool_call(behaviour)]}}
+        elif endpoint == "chat":
             choice["message"] = {"role": "assistant", "content": text}
         else:
             choice["text"] = text
@@ -223,10 +231,24 @@ class ScriptedUpstream:
         if chat:
             events.append(base | {"choices": [{"index": 0, "delta": {"role": "assistant"},
                                                "finish_reason": None}]})
+        if chat and behaviour.tool_call is not None:
+            call = _tool_call(behaviour)
+            arguments = call["function"].pop("arguments")
+            call["function"]["arguments"] = ""
+            events.append(base | {"choices": [{"index": 0, "delta": {"tool_calls": [
+                call | {"index": 0}]}, "finish_reason": None}]})
+            for start in range(0, len(arguments), 8):  # arguments arrive in fragments
+                events.append(base | {"choices": [{"index": 0, "delta": {"tool_calls": [{
+                    "index": 0, "function": {"arguments": arguments[start:start + 8]}}]},
+                    "finish_reason": None}]})
+            events.append(base | {"choices": [{"index": 0, "delta": {},
+                                               "finish_reason": "tool_calls"}]})
+            words = []
         for i, word in enumerate(words):
             text = word if i == 0 else " " + word
             last = i == len(words) - 1
-            choice: dict[str, Any] = {"index": 0, "finish_reason": "length" if last else None}
+            choice: dict[str, Any] = {"index": 0,
+                                      "finish_reason": behaviour.finish_reason if last else None}
             choice |= {"delta": {"content": text}} if chat else {"text": text}
             events.append(base | {"choices": [choice]})
         options = request.get("stream_options") or {}
@@ -265,6 +287,13 @@ async def _sleep_unless_gone(seconds: float, receive: Receive) -> bool:
 def _prompt_tokens(request: dict[str, Any]) -> int:
     text = json.dumps(request.get("messages") or request.get("prompt") or request.get("input"))
     return max(1, len(text) // 4)
+
+
+def _tool_call(behaviour: Behaviour) -> dict[str, Any]:
+    assert behaviour.tool_call is not None
+    return {"id": "call_fake0", "type": "function",
+            "function": {"name": behaviour.tool_call["name"],
+                         "arguments": behaviour.tool_call.get("arguments", "{}")}}
 
 
 def _error(message: str, kind: str) -> dict[str, Any]:

@@ -8,7 +8,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-Endpoint = Literal["chat", "completions", "embeddings"]
+# responses: the pool serves /v1/responses itself (passed through); a pool without it but with
+# chat answers Responses requests through the proxy's translation (protocol/responses_chat.py).
+Endpoint = Literal["chat", "completions", "embeddings", "responses"]
 # openai: any OpenAI-compatible server; worker: a sprout worker (the same wire protocol, and
 # its /metrics/energy is read for measured joules); litellm: any provider litellm supports.
 PoolKind = Literal["openai", "worker", "litellm"]

@@ -100,6 +100,12 @@ class Pool:
             await backend.aclose()
 
 
+def serves(pool: Pool, endpoint: Endpoint) -> bool:
+    """Whether a pool can answer an endpoint (Responses also through chat, translated)."""
+    endpoints = pool.config.endpoints
+    return endpoint in endpoints or (endpoint == "responses" and "chat" in endpoints)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Route:
     """Where one request goes."""
@@ -122,7 +128,7 @@ class PoolRegistry:
         first = self.resolve(model, endpoint)
         others = [Route(pool, pool.upstream_model(model) or model) for pool in self.pools
                   if pool is not first.pool and pool.upstream_model(model) is not None
-                  and endpoint in pool.config.endpoints]
+                  and serves(pool, endpoint)]
         others.sort(key=lambda route: (not route.pool.usable, route.pool.admission.load))
         return [first, *others]
 
@@ -136,7 +142,7 @@ class PoolRegistry:
                 code="model_not_found",
                 param="model",
             )
-        able = [(pool, target) for pool, target in candidates if endpoint in pool.config.endpoints]
+        able = [(pool, target) for pool, target in candidates if serves(pool, endpoint)]
         if not able:
             raise InvalidRequest(
                 f"The model `{model}` does not support the {endpoint} endpoint on any "

@@ -8,13 +8,21 @@ import random
 from proxy.auth.keys import KeyRing
 from proxy.classify.classifier import classify
 from proxy.directives.catalogue import Catalogue
-from proxy.directives.injection import inject_chat, inject_completion, inject_completion_text
+from proxy.directives.injection import (
+    inject_chat,
+    inject_completion,
+    inject_completion_text,
+    inject_responses,
+)
 from proxy.directives.policy import KeyPolicy, choose
 from proxy.directives.store import CatalogueStore
 from proxy.limits.usage import KeyUsage
 from proxy.optimiser.allocation import AllocationHolder
 from proxy.protocol.chat import ChatCompletionRequest
 from proxy.protocol.completions import CompletionRequest
+from proxy.protocol.responses import ResponsesRequest
+
+Directable = ChatCompletionRequest | CompletionRequest | ResponsesRequest
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,9 +61,8 @@ class Director:
         return self._keys.policy(key_id)
 
     def apply(
-        self, request: ChatCompletionRequest | CompletionRequest, key_id: str | None,
-        header: str | None,
-    ) -> tuple[ChatCompletionRequest | CompletionRequest, DirectiveDecision]:
+        self, request: Directable, key_id: str | None, header: str | None,
+    ) -> tuple[Directable, DirectiveDecision]:
         """The request as it goes upstream and the decision; InvalidRequest for a bad header."""
         catalogue = self.catalogues.current
         choice = choose(catalogue, header=header, key_policy=self._keys.policy(key_id),
@@ -79,6 +86,8 @@ class Director:
         if directive.text is not None:
             if isinstance(request, ChatCompletionRequest):
                 request = inject_chat(request, directive.text)
+            elif isinstance(request, ResponsesRequest):
+                request = inject_responses(request, directive.text)
             elif inject_completion(request):
                 request = inject_completion_text(request, directive.text)
             else:  # token-id prompts cannot carry text

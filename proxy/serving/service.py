@@ -33,6 +33,7 @@ from proxy.pools.registry import Pool, PoolRegistry, Route
 from proxy.protocol.chat import ChatCompletionRequest
 from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
 from proxy.protocol.errors import ErrorEnvelope
+from proxy.protocol.responses import ResponsesRequest
 from proxy.protocol.streaming import ResponseProbe, StreamOptions
 from proxy.routing.router import RouteAsk, Router
 from proxy.serving.capture import CapturePolicy
@@ -44,12 +45,13 @@ from proxy.serving.exchange import (
     wait_for_disconnect,
 )
 from proxy.serving.flights import InFlight
+from proxy.serving.responses import ResponsesPlan, ResponsesRelay, Turn
 from proxy.serving.retry import RetryPolicy
-from proxy.serving.stream_tap import SSETap
+from proxy.serving.stream_tap import SSETap, StreamTap
 from proxy.serving.tapped_stream import TappedStream
 from proxy.serving.usage_estimate import tokens_from_chars
 
-InferenceRequest = ChatCompletionRequest | CompletionRequest | EmbeddingRequest
+InferenceRequest = ChatCompletionRequest | CompletionRequest | EmbeddingRequest | ResponsesRequest
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class Serving:
         usage: KeyUsage,
         capture: CapturePolicy | None = None,
         router: Router | None = None,
+        responses: ResponsesRelay | None = None,
     ) -> None:
         self.registry = registry
         self.router = router
@@ -82,6 +85,7 @@ class Serving:
         self.flights = flights
         self.usage = usage
         self.capture = capture
+        self.responses = responses or ResponsesRelay(None, rng)  # None: nothing is stored
 
     def begin(self, endpoint: Endpoint) -> Exchange:
         """Start the clock for a request that just arrived."""
@@ -116,13 +120,17 @@ class Serving:
         exchange.stream = request.is_stream
         exchange.prompt_chars = request.prompt_chars()
         endpoint: Endpoint = exchange.endpoint  # type: ignore[assignment]
+        turn: Turn | None = None
         try:
             # The key's fleet-wide limits: in memory, no database round trip (proxy/limits/).
             self.usage.admit(exchange.api_key_id)
+            if isinstance(request, ResponsesRequest):  # the earlier turns, from the store
+                turn = await self.responses.turn(request, exchange.api_key_id)
             if not isinstance(request, EmbeddingRequest):  # never a directive on embeddings
                 if (not exchange.is_evaluator and self.capture is not None
                         and self.capture.wants(exchange.api_key_id)):
-                    exchange.captured_request = request.to_json_bytes().decode()
+                    captured = turn.expanded() if turn is not None else request
+                    exchange.captured_request = captured.to_json_bytes().decode()
                 request, exchange.directive = self.director.apply(
                     request, exchange.api_key_id, directive_header)
             routes = self.registry.candidates(request.model, endpoint)
@@ -149,7 +157,7 @@ class Serving:
             exchange.served_at = datetime.now(UTC)
             self.flights.begin(pool.name, exchange.request_id, exchange.served_at)
             answer = await self._attempt(exchange, route, request, receive,
-                                         last=index == len(routes) - 1)
+                                         last=index == len(routes) - 1, turn=turn)
             if answer is not None:
                 return answer
             failure = exchange.failure
@@ -158,15 +166,24 @@ class Serving:
         return self.reject(exchange, failure)
 
     async def _attempt(self, exchange: Exchange, route: Route, request: InferenceRequest,
-                       receive: Receive, *, last: bool) -> Response | None:
+                       receive: Receive, *, last: bool, turn: Turn | None) -> Response | None:
         """One pool's answer; None hands over to the next pool (a failure before any byte)."""
         def release() -> None:
             self._release(route.pool, exchange)
 
+        plan: ResponsesPlan | None = None
+        if isinstance(request, ResponsesRequest):
+            assert turn is not None
+            try:
+                plan = ResponsesPlan(self.responses, turn, request, route,
+                                     stream=request.is_stream)
+            except ProxyError as exc:
+                release()
+                return self.reject(exchange, exc)
         if request.is_stream and not isinstance(request, EmbeddingRequest):
             try:
                 # On success the stream owns the admission slot and releases it when done.
-                return await self._stream(exchange, route, request)
+                return await self._stream(exchange, route, request, plan)
             except (UpstreamFailed, UpstreamTimedOut, UpstreamRateLimited) as exc:
                 release()
                 if last:
@@ -177,7 +194,7 @@ class Serving:
                 release()
                 return self.reject(exchange, _as_proxy_error(exc))
         try:
-            return await self._unary(exchange, route, request, receive)
+            return await self._unary(exchange, route, request, receive, plan)
         except (UpstreamFailed, UpstreamTimedOut, UpstreamRateLimited) as exc:
             if last:
                 return self.reject(exchange, exc)
@@ -189,10 +206,14 @@ class Serving:
             release()
 
     async def _unary(
-        self, exchange: Exchange, route: Route, request: InferenceRequest, receive: Receive
+        self, exchange: Exchange, route: Route, request: InferenceRequest, receive: Receive,
+        plan: ResponsesPlan | None,
     ) -> Response:
-        payload = request.model_copy(update={"model": route.upstream_model})
-        upstream = UpstreamRequest(exchange.endpoint, payload, stream=False)  # type: ignore[arg-type]
+        if plan is not None:
+            upstream = plan.upstream
+        else:
+            payload = request.model_copy(update={"model": route.upstream_model})
+            upstream = UpstreamRequest(exchange.endpoint, payload, stream=False)  # type: ignore[arg-type]
         with _CancelOnDisconnect(receive) as watch:
             try:
                 response, body = await self._with_retries(exchange, route.pool, upstream, _read)
@@ -204,7 +225,30 @@ class Serving:
                 self._record(exchange,
                              exchange.record("client_disconnect", CLIENT_CLOSED_REQUEST))
                 return Response(status_code=CLIENT_CLOSED_REQUEST)
+        if plan is not None:
+            return await self._responses_answer(exchange, response, body, plan)
         return self._unary_answer(exchange, response, body)
+
+    async def _responses_answer(
+        self, exchange: Exchange, response: UpstreamResponse, body: bytes, plan: ResponsesPlan
+    ) -> Response:
+        """A unary Responses answer: translated back if need be, stored, then recorded."""
+        status = response.status_code
+        answer = plan.answer(status, body)
+        exchange.set_usage(answer.usage, completion_estimate=tokens_from_chars(
+            answer.output_chars), source="estimate_chars")
+        if status >= 400:
+            error_type = _upstream_error_type(body) or f"upstream_http_{status}"
+            self._record(exchange, exchange.record(
+                "upstream_error", status, error_type=error_type,
+                error_message=body[:2000].decode(errors="replace")))
+        else:
+            exchange.finish_reason = answer.finish_reason
+            await plan.keep(answer.body.decode(), exchange.request_id)
+            self._record(exchange, exchange.record("ok", status))
+        media_type = response.content_type if plan.native else "application/json"
+        return Response(answer.body, status_code=status, media_type=media_type,
+                        headers=self._headers(exchange))
 
     def _unary_answer(
         self, exchange: Exchange, response: UpstreamResponse, body: bytes
@@ -231,23 +275,40 @@ class Serving:
         return Response(body, status_code=status, media_type=response.content_type, headers=headers)
 
     async def _stream(
-        self, exchange: Exchange, route: Route, request: ChatCompletionRequest | CompletionRequest
+        self, exchange: Exchange, route: Route,
+        request: ChatCompletionRequest | CompletionRequest | ResponsesRequest,
+        plan: ResponsesPlan | None,
     ) -> Response:
-        client_options = request.stream_options
-        wants_usage = bool(client_options and client_options.include_usage)
-        forced = (client_options or StreamOptions()).model_copy(update={"include_usage": True})
-        payload = request.model_copy(
-            update={"model": route.upstream_model, "stream_options": forced}
-        )
-        upstream = UpstreamRequest(exchange.endpoint, payload, stream=True)  # type: ignore[arg-type]
+        tap: StreamTap
+        on_complete: Callable[[], Awaitable[None]] | None = None
+        if plan is not None:
+            upstream = plan.upstream
+            responses_tap = plan.tap()
+            tap = responses_tap
+            on_complete = lambda: plan.keep(responses_tap.final_json,  # noqa: E731
+                                            exchange.request_id)
+        else:
+            assert not isinstance(request, ResponsesRequest)
+            client_options = request.stream_options
+            wants_usage = bool(client_options and client_options.include_usage)
+            forced = (client_options or StreamOptions()).model_copy(
+                update={"include_usage": True})
+            payload = request.model_copy(
+                update={"model": route.upstream_model, "stream_options": forced}
+            )
+            upstream = UpstreamRequest(exchange.endpoint, payload, stream=True)  # type: ignore[arg-type]
+            tap = SSETap(client_wants_usage=wants_usage)
         response, first = await self._with_retries(exchange, route.pool, upstream, _first_chunk)
         if response.status_code != 200:
             self._release(route.pool, exchange)
+            if plan is not None:
+                return await self._responses_answer(exchange, response, first[1], plan)
             return self._unary_answer(exchange, response, first[1])
         iterator, chunk = first
         return TappedStream(
             exchange=exchange,
-            tap=SSETap(client_wants_usage=wants_usage),
+            tap=tap,
+            on_complete=on_complete,
             response=response,
             iterator=iterator,
             first_chunk=chunk,
@@ -394,6 +455,8 @@ class _CancelOnDisconnect:
 
 
 def _max_tokens(request: InferenceRequest) -> int | None:
+    if isinstance(request, ResponsesRequest):
+        return request.max_output_tokens
     if isinstance(request, ChatCompletionRequest):
         return request.max_completion_tokens or request.max_tokens
     if isinstance(request, CompletionRequest):

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
+from typing import Protocol
 
 from pydantic import ValidationError
 
+from proxy.protocol.errors import ErrorEnvelope
 from proxy.protocol.streaming import ResponseProbe, Usage
 
 _DONE = b"[DONE]"
 
 
-def _next_boundary(buffer: bytes | bytearray, start: int) -> tuple[int, int]:
+def next_boundary(buffer: bytes | bytearray, start: int) -> tuple[int, int]:
     """Index and length of the next blank-line event separator, or (-1, 0)."""
     lf = buffer.find(b"\n\n", start)
     crlf = buffer.find(b"\r\n\r\n", start)
@@ -20,7 +22,7 @@ def _next_boundary(buffer: bytes | bytearray, start: int) -> tuple[int, int]:
     return (lf, 2) if lf != -1 else (-1, 0)
 
 
-def _event_data(event: bytes) -> bytes | None:
+def event_data(event: bytes) -> bytes | None:
     """The joined `data:` lines of one event (None for comments / other fields only)."""
     parts = [
         line[5:].lstrip(b" ")
@@ -28,6 +30,29 @@ def _event_data(event: bytes) -> bytes | None:
         if line.startswith(b"data:")
     ]
     return b"\n".join(parts) if parts else None
+
+
+class StreamTap(Protocol):
+    """What `TappedStream` reads from a tap: bytes to forward and the stream's outcome."""
+
+    first_token_at: float | None
+    usage: Usage | None
+    finish_reason: str | None
+    token_events: int
+    saw_done: bool  # the event that completes the answer has been seen
+    error_payload: bytes | None
+    # Where, in the bytes the last `feed` returned, the completing event starts (None: the
+    # whole of them): what comes before it goes out without waiting for the row or the store.
+    end_offset: int | None
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Forwardable bytes for the upstream bytes so far."""
+
+    def finish(self) -> bytes:
+        """What is left to forward once the upstream ended."""
+
+    def failure(self, message: str) -> bytes:
+        """The bytes that tell the client the upstream failed mid-stream."""
 
 
 class SSETap:
@@ -46,6 +71,7 @@ class SSETap:
         self.token_events = 0
         self.saw_done = False
         self.error_payload: bytes | None = None
+        self.end_offset: int | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         """Forwardable bytes for the complete events now buffered."""
@@ -53,7 +79,7 @@ class SSETap:
         out = bytearray()
         start = 0
         while True:
-            index, width = _next_boundary(self._buffer, start)
+            index, width = next_boundary(self._buffer, start)
             if index == -1:
                 break
             end = index + width
@@ -73,8 +99,13 @@ class SSETap:
             return rest if rest.endswith(b"\n\n") else rest + b"\n\n"
         return b""
 
+    def failure(self, message: str) -> bytes:
+        """An error envelope as one more event (chat and completions clients read this)."""
+        envelope = ErrorEnvelope.of(message, "upstream_error")
+        return b"data: " + envelope.to_json_bytes() + b"\n\n"
+
     def _keep(self, event: bytes) -> bool:
-        data = _event_data(event)
+        data = event_data(event)
         if data is None:
             return True
         if data == _DONE:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -13,9 +13,8 @@ from starlette.types import Receive, Scope, Send
 from proxy.accounting.record import LedgerRow
 from proxy.backends.base import UpstreamResponse
 from proxy.errors import BackendUnavailable, LedgerStatus
-from proxy.protocol.errors import ErrorEnvelope
 from proxy.serving.exchange import Exchange, wait_for_disconnect
-from proxy.serving.stream_tap import SSETap
+from proxy.serving.stream_tap import StreamTap
 
 
 class TappedStream(Response):
@@ -25,8 +24,9 @@ class TappedStream(Response):
     could be never for a stalled upstream, so this response also listens on `receive`.
 
     The row is recorded (`on_record`: journal, then ledger) *before* the bytes that complete
-    the answer (`data: [DONE]`) go out, so a process killed after the client has its answer
-    still has the row; `on_close` runs once the upstream connection is closed.
+    the answer (`data: [DONE]`, `response.completed`) go out, so a process killed after the
+    client has its answer still has the row; `on_complete` (a stored response) is awaited just
+    before that too; `on_close` runs once the upstream connection is closed.
     """
 
     media_type = "text/event-stream"
@@ -35,13 +35,14 @@ class TappedStream(Response):
         self,
         *,
         exchange: Exchange,
-        tap: SSETap,
+        tap: StreamTap,
         response: UpstreamResponse,
         iterator: AsyncIterator[bytes],
         first_chunk: bytes,
         headers: dict[str, str],
         on_record: Callable[[LedgerRow], None],
         on_close: Callable[[], None],
+        on_complete: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.status_code = 200
         self.background = None
@@ -54,6 +55,7 @@ class TappedStream(Response):
         self._first_chunk = first_chunk
         self._on_record = on_record
         self._on_close = on_close
+        self._on_complete = on_complete
         self._failure: BackendUnavailable | None = None
         self._tap_s = 0.0
         self._recorded = False
@@ -89,9 +91,9 @@ class TappedStream(Response):
                 await self._forward(send, chunk)
         except BackendUnavailable as exc:
             self._failure = exc
-            envelope = ErrorEnvelope.of(f"upstream stream failed: {exc}", "upstream_error")
-            await self._send(send, b"data: " + envelope.to_json_bytes() + b"\n\n")
+            await self._send(send, self._tap.failure(f"upstream stream failed: {exc}"))
         rest = self._tap.finish()
+        await self._complete()
         self._record(disconnected=False)
         await self._send(send, rest)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -101,8 +103,17 @@ class TappedStream(Response):
         out = self._tap.feed(chunk)
         self._tap_s += time.perf_counter() - started
         if self._tap.saw_done and not self._recorded:
+            split = self._tap.end_offset or 0
+            await self._send(send, out[:split])  # output before the end need not wait
+            await self._complete()
             self._record(disconnected=False)  # before the client can see the answer end
+            out = out[split:]
         await self._send(send, out)
+
+    async def _complete(self) -> None:
+        on_complete, self._on_complete = self._on_complete, None
+        if on_complete is not None and self._failure is None:
+            await on_complete()
 
     @staticmethod
     async def _send(send: Send, body: bytes) -> None:

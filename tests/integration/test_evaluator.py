@@ -214,3 +214,33 @@ def test_scheduled_job_runs_in_one_replica_at_a_time(start_proxy, judged_fake, p
         assert later["started_at"] >= earlier["finished_at"]  # never two at once
     assert {e["trigger"] for e in done} == {"schedule"}
     assert any(r["is_evaluator"] for r in rows(pg_url))
+
+
+def test_captured_responses_prompts_are_regenerated(start_proxy, judged_fake, pg_url) -> None:
+    proxy = _capturing_proxy(start_proxy, judged_fake, pg_url)
+    client = proxy.client()
+    first = client.responses.create(model="fake-model", input=MC.format("r0"),
+                                    instructions="Answer with the letter.")
+    client.responses.create(model="fake-model", input=MC.format("r1"),
+                            previous_response_id=first.id)
+    wait_rows(pg_url, 2)
+    samples = sorted(_table(pg_url, prompt_samples), key=lambda s: s["captured_at"])
+    assert [s["endpoint"] for s in samples] == ["responses", "responses"]
+    second = json.loads(samples[1]["request_json"])
+    # Captured self-contained: the earlier turn inline, nothing to look up, nothing stored.
+    assert "previous_response_id" not in second or second["previous_response_id"] is None
+    assert second["store"] is False
+    assert [item["role"] for item in second["input"]] == ["user", "assistant", "user"]
+
+    result = _run_once(proxy, pg_url)
+    assert result.returncode == 0, result.stderr
+    assert "2 judged, 0 failed of 2 prompts" in result.stdout
+    assert {v["winner_level"] for v in _table(pg_url, judgments)} == {"L2"}
+    regenerated = [r for r in wait_rows(pg_url, 2 + 2 * 4) if r["is_evaluator"]
+                   and r["endpoint"] == "responses"]
+    assert len(regenerated) == 6  # 3 levels per prompt; the judge call is chat
+    (continued,) = [b for b in judged_fake.app.stats.bodies
+                    if "Always answer very briefly" in json.dumps(b)
+                    and b["messages"][-1]["content"] == MC.format("r1")]
+    # Inline, the earlier turn is this request's own input: the directive leads it, as in chat.
+    assert [m["role"] for m in continued["messages"]] == ["system", "user", "assistant", "user"]

@@ -7,9 +7,11 @@ import sys
 import time
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
 from proxy.accounting.db import normalise_url
+from proxy.accounting.migrate import alembic_config
 
 # Each process imports first, then waits for a common instant, so the upgrades truly overlap
 # (without the advisory lock one of them dies with UniqueViolation pg_type_typname_nsp_index).
@@ -31,17 +33,8 @@ def test_four_processes_migrating_at_once_all_succeed(pg_url: str) -> None:
     assert [code for code, _ in results] == [0, 0, 0, 0], [err[-600:] for _, err in results]
     engine = create_engine(normalise_url(pg_url))
     with engine.connect() as connection:
+        head = ScriptDirectory.from_config(alembic_config(pg_url)).get_current_head()
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() \
-            == _head(pg_url)
+            == head
     engine.dispose()
 
-
-def _head(database_url: str) -> str:
-    """The newest revision in migrations/ (whatever it is called)."""
-    from alembic.script import ScriptDirectory
-
-    from proxy.accounting.migrate import alembic_config
-
-    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
-    assert head is not None
-    return head
