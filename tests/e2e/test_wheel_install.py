@@ -189,9 +189,9 @@ def test_installed_worker_extra_builds_and_serves_the_demo_model(venv: Path,
     assert torch_version == metadata.version("torch")
 
     port = free_port()
-    # No --model: the worker builds the demo model under ./var from its packaged corpus.
+    # --model demo: the worker builds the demo model under ./var from its packaged corpus.
     worker = ChildProcess(
-        ["--port", str(port), "--log-level", "warning"], f"http://127.0.0.1:{port}/health",
+        ["--model", "demo", "--port", str(port), "--log-level", "warning"], f"http://127.0.0.1:{port}/health",
         cwd=tmp_path, log_path=tmp_path / "worker.log",
         executable=venv / "bin" / "sprout-worker",
     ).start(timeout_s=180)
