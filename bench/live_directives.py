@@ -154,7 +154,8 @@ def report(ledger: dict[str, dict[str, object]], ids: dict[str, str],
 
     live = {level: {
         "tokens": mean([float(r["completion_tokens"] or 0) for r in rows]),  # type: ignore[arg-type]
-        "joules": mean([float(r["energy_j"] or 0) for r in rows]),  # type: ignore[arg-type]
+        # rows without joules (a failed request) are left out, never counted as 0 J
+        "joules": mean([float(r["energy_j"]) for r in rows if r["energy_j"] is not None]),  # type: ignore[arg-type]
         "seconds": mean([float(r["latency_ms"] or 0) / 1000 for r in rows]),  # type: ignore[arg-type]
         "capped": sum(int(r["completion_tokens"] or 0) >= max_tokens for r in rows)  # type: ignore[call-overload]
         / len(rows),

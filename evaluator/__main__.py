@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             return 4
         print(f"evaluation {summary.evaluation_id}: {summary.status}, {summary.judged} judged, "
               f"{summary.failed} failed of {summary.planned} prompts")
-        if summary.planned and not summary.judged:
+        if summary.failed and not summary.judged:
             print("nothing could be judged: see the judgments table's errors",
                   file=sys.stderr)
             return 5

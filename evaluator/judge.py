@@ -17,6 +17,7 @@ backend returns none. A reply that cannot be read is recorded as a failure, neve
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any
 
@@ -82,11 +83,17 @@ def choice_from_logprobs(document: dict[str, Any] | None, count: int) -> tuple[i
             (item["token"], item["logprob"]) for item in first.get("top_logprobs") or []]
     except (KeyError, IndexError, TypeError):
         return None
-    labels: dict[int, float] = {}
+    labels: dict[int, float] = {}  # a label's tokens ("2", " 2") add up: log-sum-exp
+    seen: set[str] = set()
     for token, logprob in candidates:
         label = str(token).strip()
-        if label.isdigit() and 1 <= int(label) <= count and isinstance(logprob, int | float):
-            labels[int(label)] = max(labels.get(int(label), float("-inf")), float(logprob))
+        if (str(token) in seen or not label.isdigit() or not 1 <= int(label) <= count
+                or not isinstance(logprob, int | float)):
+            continue
+        seen.add(str(token))
+        known = labels.get(int(label))
+        labels[int(label)] = float(logprob) if known is None else max(known, logprob) + \
+            math.log1p(math.exp(-abs(known - logprob)))
     if not labels:
         return None
     best = max(labels, key=lambda label: labels[label])

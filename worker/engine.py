@@ -33,6 +33,7 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
+from proxy.errors import InvalidRequest
 from worker.decoding import generate_disaggregated
 from worker.text import StopWatch
 
@@ -46,7 +47,9 @@ def gguf_location(model: str) -> tuple[str, str | None]:
     through transformers' GGUF support (weights de-quantised on load).
     """
     path = Path(model)
-    if path.suffix == ".gguf" and path.is_file():
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ValueError(f"{model}: no such GGUF file")
         return str(path.parent), path.name
     if path.is_dir() and not (path / "config.json").exists():
         files = sorted(path.glob("*.gguf"))
@@ -184,6 +187,7 @@ class Engine:
         self.served_name = served_name or _served_name(model)
         self.context_limit = _context_limit(self.model, self.tokenizer)
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        self.vocab_size = int(self.model.get_input_embeddings().num_embeddings)
         self._lock = threading.Lock()
         self.batcher = None
         if batching and self.decoding == "standard":
@@ -217,6 +221,10 @@ class Engine:
     def text_prompt(self, prompt: str | list[int]) -> list[int]:
         """Token ids of a plain prompt (token-id prompts pass through)."""
         if isinstance(prompt, list):
+            bad = next((i for i in prompt if not 0 <= i < self.vocab_size), None)
+            if bad is not None:
+                raise InvalidRequest(f"token id {bad} is outside this model's vocabulary "
+                                     f"(0 to {self.vocab_size - 1})", param="prompt")
             return [int(i) for i in prompt]
         return [int(i) for i in self.tokenizer(prompt)["input_ids"]]
 
@@ -230,8 +238,8 @@ class Engine:
 
     def uses_batching(self, sampling: Sampling) -> bool:
         """Whether this request joins the running batch (else it runs alone, pausing it)."""
-        return (self.batcher is not None and sampling.seed is None
-                and sampling.top_logprobs is None)
+        seeded = sampling.seed is not None and sampling.temperature > 0  # greedy ignores it
+        return self.batcher is not None and not seeded and sampling.top_logprobs is None
 
     async def run(self, prompt_ids: list[int], sampling: Sampling, *,
                   on_token: Callable[[int], None] = lambda _id: None) -> Generation:
@@ -242,8 +250,8 @@ class Engine:
         """
         if self.batcher is not None and self.uses_batching(sampling):
             watch = StopWatch(self.decode, sampling.stop)
-            ids, cancelled = await self.batcher.run(prompt_ids, sampling, on_token, watch.hit)
-            return self._finish(prompt_ids, ids, sampling, watch, cancelled=cancelled)
+            ids = await self.batcher.run(prompt_ids, sampling, on_token, watch.hit)
+            return self._finish(prompt_ids, ids, sampling, watch, cancelled=False)
         loop = asyncio.get_running_loop()
         cancel = threading.Event()
 
@@ -259,6 +267,22 @@ class Engine:
             with contextlib.suppress(Exception):
                 await job  # the thread stops at its next token; never leave it running
             raise
+
+    @contextlib.contextmanager
+    def _seeded(self, seed: int | None) -> Iterator[None]:
+        """The request's seed, in a forked random state.
+
+        The sampling batch draws from the global state afterwards: it must not follow from a
+        client's seed.
+        """
+        if seed is None:
+            yield
+            return
+        device = torch.device(self.device)
+        devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
 
     @contextlib.contextmanager
     def _alone(self) -> Iterator[None]:
@@ -302,17 +326,18 @@ class Engine:
         if self.draft is not None:
             kwargs["assistant_model"] = self.draft
         input_ids = torch.tensor([prompt_ids], device=self.device)
-        with self._alone(), torch.inference_mode():
-            if sampling.seed is not None:
-                torch.manual_seed(sampling.seed)
-            self.model.generate(
-                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs
-            )
+        with self._alone(), torch.inference_mode(), self._seeded(sampling.seed):
+            if not cancel.is_set():  # a client gone while this waited for its turn
+                self.model.generate(
+                    input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs
+                )
         generation = self._finish(prompt_ids, list(sink.ids), sampling, watch,
                                   cancelled=cancel.is_set())
         if recorder is not None and sampling.top_logprobs is not None:
-            generation.logprobs = _logprobs(recorder.steps, sink.ids,
-                                            len(generation.completion_ids),
+            # The end-of-sequence step is reported only when it is the only one: a first
+            # token that ends the answer still shows its rivals (the judge reads them).
+            kept = max(len(generation.completion_ids), min(1, len(sink.ids)))
+            generation.logprobs = _logprobs(recorder.steps, sink.ids, kept,
                                             sampling.top_logprobs)
         return generation
 
@@ -322,7 +347,8 @@ class Engine:
         if cancelled:
             return Generation(len(prompt_ids), ids, "cancelled", cancelled=True)
         if watch.hit(ids):
-            return Generation(len(prompt_ids), ids, "stop", text=watch.cut(ids))
+            kept = ids[:-1] if ids and ids[-1] in self.eos_ids else ids
+            return Generation(len(prompt_ids), kept, "stop", text=watch.cut(ids))
         if ids and ids[-1] in self.eos_ids:
             return Generation(len(prompt_ids), ids[:-1], "stop")
         reason = "length" if len(ids) >= sampling.max_new_tokens else "stop"

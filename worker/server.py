@@ -61,14 +61,16 @@ def create_app(engine: Engine, *, max_tokens_ceiling: int = MAX_TOKENS_CEILING,
     app.include_router(energy_router(meter or NullMeter(), device))
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": engine.served_name, "device": engine.device,
-                "device_id": device, "decoding": engine.decoding,
-                "batching": engine.batching, "context_tokens": context,
-                "batch": None if engine.batcher is None else {
-                    "active": engine.batcher.active, "peak": engine.batcher.peak_active},
-                "max_tokens_ceiling": max_tokens_ceiling,
-                "served_requests": served["requests"]}
+    async def health() -> Response:
+        healthy = engine.batcher is None or engine.batcher.revive()
+        return JSONResponse(status_code=200 if healthy else 503, content={
+            "status": "ok" if healthy else "batch_down", "model": engine.served_name,
+            "device": engine.device, "device_id": device, "decoding": engine.decoding,
+            "batching": engine.batching, "context_tokens": context,
+            "batch": None if engine.batcher is None else {
+                "active": engine.batcher.active, "peak": engine.batcher.peak_active,
+                "restarts": engine.batcher.restarts},
+            "max_tokens_ceiling": max_tokens_ceiling, "served_requests": served["requests"]})
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -84,6 +86,9 @@ def create_app(engine: Engine, *, max_tokens_ceiling: int = MAX_TOKENS_CEILING,
         top_logprobs = _top_logprobs(extra)
         if top_logprobs is not None and body.is_stream:
             return _error(400, "this worker returns logprobs on unstreamed requests only",
+                          "logprobs")
+        if top_logprobs is not None and engine.decoding != "standard":
+            return _error(400, f"logprobs are not available with {engine.decoding} decoding",
                           "logprobs")
         prompt = engine.chat_prompt(messages)
         limit = body.max_completion_tokens or body.max_tokens
@@ -257,21 +262,29 @@ async def _events(engine: Engine, kind: str, model: str, prompt: list[int], samp
                                                                   "content": ""},
                                             "finish_reason": None}]} | usage_field)
         ids: list[int] = []
-        sent = ""
+        text = sent = ""
+        prefix_at = read_at = 0  # incremental detokenising, as vLLM and TGI do it
         while (token := await queue.get()) is not None:
-            ids.append(token)
             if token in engine.eos_ids:
                 continue
-            text = engine.decode(ids)
-            if text.endswith("\ufffd"):
+            ids.append(token)
+            before = engine.decode(ids[prefix_at:read_at])
+            now = engine.decode(ids[prefix_at:])
+            if now.endswith("\ufffd") or len(now) <= len(before):
                 continue  # an incomplete multi-byte character: wait for the next token
+            text += now[len(before):]
+            prefix_at, read_at = read_at, len(ids)
             shown = visible(text, sampling.stop)
             if len(shown) > len(sent) and shown.startswith(sent):
                 delta, sent = shown[len(sent):], shown
                 piece = {"delta": {"content": delta}} if chat else {"text": delta}
                 yield _sse(base | {"choices": [{"index": 0, "finish_reason": None} | piece]}
                            | usage_field)
-        generation = await job
+        try:
+            generation = await job
+        except ProxyError as exc:  # headers are sent: the error goes in the stream, as OpenAI's
+            yield b"data: " + error_body(exc) + b"\n\n"
+            return
         final = generation.text if generation.text is not None else engine.decode(
             generation.completion_ids)
         if len(final) > len(sent) and final.startswith(sent):  # the tail held back for stops

@@ -110,7 +110,7 @@ def test_captured_prompts_to_verdicts_to_shorter_answers_at_a_dirty_hour(
     result = subprocess.run(
         [sys.executable, "-m", "evaluator", "run-once", "--proxy-url", proxy.url,
          "--database-url", pg_url, "--judge-model", MODEL, "--seed", "1"],
-        capture_output=True, text=True, env=env, timeout=600)
+        capture_output=True, text=True, env=env, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(PROMPTS)} judged, 0 failed" in result.stdout  # SmolLM2 always gives one
     verdicts = _table(pg_url, judgments)

@@ -54,6 +54,9 @@ def test_the_label_with_the_highest_logprob_wins_among_the_first_tokens() -> Non
                                   ("4", -0.1))  # 4 is no label of 3 answers
     position, note = choice_from_logprobs(document, 3) or (None, "")
     assert position == 1 and note == "logprobs 1=-0.90 2=-0.60"
+    # "1" and " 1" are one label: their probabilities add (0.35 + 0.35 > 0.5)
+    split = _logprobs_document(("1", -1.05), (" 1", -1.05), ("2", -0.69))
+    assert choice_from_logprobs(split, 2) == (0, "logprobs 1=-0.36 2=-0.69")
     assert choice_from_logprobs(_logprobs_document(("The", -0.1), ("Best", -1.0)), 3) is None
     assert choice_from_logprobs({"choices": [{"message": {"content": "2"},
                                               "logprobs": None}]}, 3) is None
