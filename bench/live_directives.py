@@ -116,8 +116,16 @@ def main() -> int:
                 "PROXY_LEDGER_JOURNAL_DIR": str(work / "journal"),
                 "PROXY_UPSTREAM_HARDWARE": args.hardware,
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+        # One pool, read timeout long enough for a CPU answering `--concurrency` long answers
+        # at once (the default 120 s would open the circuit on a busy 2-core machine).
+        pools = work / "pools.yaml"
+        pools.write_text(
+            "pools:\n  - name: live\n    kind: openai\n"
+            f"    base_urls: [\"{upstream}\"]\n    read_timeout_s: 1800\n"
+            f"    max_concurrency: {args.concurrency}\n    max_queue: 100000\n"
+            f"    accounting: {{hardware: {args.hardware}}}\n")
         processes.append(ChildProcess(
-            ["-m", "proxy", "serve", "--upstream", upstream, "--port", str(port),
+            ["-m", "proxy", "serve", "--config", str(pools), "--port", str(port),
              "--database-url", database_url, "--log-level", "warning"],
             f"http://127.0.0.1:{port}/health", env=env, log_path=work / "proxy.log").start())
         url = f"http://127.0.0.1:{port}/v1"
