@@ -139,9 +139,11 @@ def _serve(settings: Settings) -> int:
 
 
 def _server_options(settings: Settings) -> dict[str, Any]:
-    """What uvicorn gets, for one process or several."""
+    """What uvicorn gets, for one process or several (the protocol travels to each)."""
+    from proxy.server.options import server_options
+
     return {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
-            "access_log": False, "timeout_graceful_shutdown": 30}
+            "access_log": False} | server_options(settings)
 
 
 def _serve_workers(settings: Settings) -> int:

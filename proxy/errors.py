@@ -59,6 +59,19 @@ class PayloadTooLarge(InvalidRequest):
     status_code = 413
 
 
+class BodyTimedOut(InvalidRequest):
+    """The client did not send its whole body in time (408)."""
+
+    status_code = 408
+
+
+class TooManyConnections(ProxyError):
+    """The process has more open connections than its cap (503)."""
+
+    status_code = 503
+    ledger_status: LedgerStatus = "rejected"
+
+
 class Overloaded(ProxyError):
     """Every pool that serves the model is at its concurrency and queue limit (429)."""
 
