@@ -85,6 +85,11 @@ class Settings(BaseSettings):
 
     # Request limits
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Deadlines across every attempt and pool (504 `timeout_error` past them): a whole
+    # non-streaming answer, a stream's first byte. A client may shorten its own with the
+    # X-Sprout-Timeout-S header (never lengthen); the row's error_type names the one that fired.
+    request_timeout_s: float = Field(default=60.0, gt=0)
+    stream_first_byte_timeout_s: float = Field(default=60.0, gt=0)
 
     # Retries before the first byte (jittered exponential backoff, other backend first).
     retry_max_attempts: int = Field(default=3, ge=1, le=10)

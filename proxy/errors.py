@@ -102,6 +102,10 @@ class UpstreamTimedOut(ProxyError):
     ledger_status: LedgerStatus = "timeout"
 
 
+class DeadlineExceeded(UpstreamTimedOut):
+    """The request's own deadline passed, across every attempt (504; never failed over)."""
+
+
 class BackendUnavailable(Exception):
     """A backend could not be used for this attempt; raised by adapters, retried by serving."""
 

@@ -15,6 +15,7 @@ from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
 from proxy.protocol.models import ModelCard, ModelList
 from proxy.protocol.responses import ResponsesRequest
 from proxy.server.protocol import OVER_CAPACITY
+from proxy.serving.deadline import TIMEOUT_HEADER, request_deadline
 from proxy.serving.service import InferenceRequest
 from proxy.state import AppState
 
@@ -51,13 +52,16 @@ async def _serve(request: Request, endpoint: Endpoint) -> Response:
         body = await read_body(request, settings.max_body_bytes, settings.server_body_timeout_s)
         body_read = True
         parsed = parse_body(_MODELS[endpoint], body)
+        deadline = request_deadline(request.headers.get(TIMEOUT_HEADER), parsed.is_stream,
+                                    settings.request_timeout_s,
+                                    settings.stream_first_byte_timeout_s)
     except ProxyError as exc:
         response = serving.reject(exchange, exc)
         if not body_read and _has_body(request):
             response.headers["connection"] = "close"  # its unread body is not worth reading
         return response
     header = request.headers.get("x-sprout-directive")
-    return await serving.serve(exchange, parsed, request.receive, header)
+    return await serving.serve(exchange, parsed, request.receive, header, deadline)
 
 
 def _has_body(request: Request) -> bool:

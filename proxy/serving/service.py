@@ -21,6 +21,7 @@ from proxy.backends.base import UpstreamRequest, UpstreamResponse
 from proxy.energy.devices import DeviceMap
 from proxy.errors import (
     BackendUnavailable,
+    DeadlineExceeded,
     Overloaded,
     ProxyError,
     UpstreamFailed,
@@ -37,6 +38,7 @@ from proxy.protocol.responses import ResponsesRequest
 from proxy.protocol.streaming import ResponseProbe, StreamOptions
 from proxy.routing.router import RouteAsk, Router
 from proxy.serving.capture import CapturePolicy
+from proxy.serving.deadline import Deadline
 from proxy.serving.directing import Director
 from proxy.serving.exchange import (
     CLIENT_CLOSED_REQUEST,
@@ -114,8 +116,10 @@ class Serving:
         request: InferenceRequest,
         receive: Receive,
         directive_header: str | None = None,
+        deadline: Deadline | None = None,
     ) -> Response:
         """Answer a parsed, authenticated request; never raises."""
+        exchange.deadline = deadline
         exchange.requested_model = request.model
         exchange.stream = request.is_stream
         exchange.prompt_chars = request.prompt_chars()
@@ -184,6 +188,9 @@ class Serving:
             try:
                 # On success the stream owns the admission slot and releases it when done.
                 return await self._stream(exchange, route, request, plan)
+            except DeadlineExceeded as exc:  # no time left for another pool
+                release()
+                return self.reject(exchange, exc)
             except (UpstreamFailed, UpstreamTimedOut, UpstreamRateLimited) as exc:
                 release()
                 if last:
@@ -195,6 +202,8 @@ class Serving:
                 return self.reject(exchange, _as_proxy_error(exc))
         try:
             return await self._unary(exchange, route, request, receive, plan)
+        except DeadlineExceeded as exc:  # no time left for another pool
+            return self.reject(exchange, exc)
         except (UpstreamFailed, UpstreamTimedOut, UpstreamRateLimited) as exc:
             if last:
                 return self.reject(exchange, exc)
@@ -336,6 +345,26 @@ class Serving:
         self.ledger.submit(row)
 
     async def _with_retries(
+        self,
+        exchange: Exchange,
+        pool: Pool,
+        upstream: UpstreamRequest,
+        first_bytes: Callable[[UpstreamResponse], Awaitable[T]],
+    ) -> tuple[UpstreamResponse, T]:
+        """`_attempts` within the request's deadline (measured from its arrival)."""
+        deadline = exchange.deadline
+        if deadline is None:
+            return await self._attempts(exchange, pool, upstream, first_bytes)
+        left_s = deadline.limit_s - (time.perf_counter() - exchange.started_at)
+        try:
+            async with asyncio.timeout(max(0.0, left_s)) as scope:
+                return await self._attempts(exchange, pool, upstream, first_bytes)
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise
+            raise DeadlineExceeded(deadline.message(), code=deadline.code) from exc
+
+    async def _attempts(
         self,
         exchange: Exchange,
         pool: Pool,
