@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Open connections per process; a request arriving past it gets a 503 in OpenAI's
     # envelope (with Retry-After) and its connection is closed.
     server_max_connections: int = Field(default=2048, ge=1)
+    # SIGTERM: in-flight requests may finish for this long; the rest then end with a 503 in
+    # OpenAI's envelope (an error event for a stream) and a row that says so.
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
 
     # Auth: the master key may call everything; virtual keys live hashed in `api_keys`.
     master_key: SecretStr | None = None

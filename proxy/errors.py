@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-LedgerStatus = Literal["ok", "upstream_error", "timeout", "client_disconnect", "rejected"]
+# `interrupted`: the proxy itself ended the request (its shutdown grace ran out).
+LedgerStatus = Literal["ok", "upstream_error", "timeout", "client_disconnect", "rejected",
+                       "interrupted"]
 
 
 class ProxyError(Exception):
@@ -70,6 +72,13 @@ class TooManyConnections(ProxyError):
 
     status_code = 503
     ledger_status: LedgerStatus = "rejected"
+
+
+class ShuttingDown(ProxyError):
+    """The proxy is stopping and the request's grace period is over (503)."""
+
+    status_code = 503
+    ledger_status: LedgerStatus = "interrupted"
 
 
 class Overloaded(ProxyError):

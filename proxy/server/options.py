@@ -1,4 +1,4 @@
-"""uvicorn's options for the client limits in `Settings`."""
+"""uvicorn's options for the client limits and the shutdown grace in `Settings`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from proxy.server.protocol import GuardedHttpProtocol
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
-    """Protocol and keep-alive options for `uvicorn.run` or `uvicorn.Config`."""
+    """Protocol, keep-alive and graceful-shutdown options for `uvicorn.run` or `uvicorn.Config`."""
     protocol = functools.partial(  # a partial of an importable class pickles for --workers
         GuardedHttpProtocol,
         header_timeout_s=settings.server_header_timeout_s,
@@ -18,4 +18,6 @@ def server_options(settings: Settings) -> dict[str, Any]:
         max_connections=settings.server_max_connections,
     )
     return {"http": protocol, "timeout_keep_alive": settings.server_keep_alive_timeout_s,
-            "timeout_graceful_shutdown": 30}
+            # Past the grace uvicorn cancels what is left; serving turns that cancellation into
+            # a 503 in OpenAI's envelope (an error event mid-stream) and a truthful row.
+            "timeout_graceful_shutdown": settings.shutdown_grace_s}

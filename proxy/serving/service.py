@@ -24,6 +24,7 @@ from proxy.errors import (
     DeadlineExceeded,
     Overloaded,
     ProxyError,
+    ShuttingDown,
     UpstreamFailed,
     UpstreamRateLimited,
     UpstreamTimedOut,
@@ -188,6 +189,9 @@ class Serving:
             try:
                 # On success the stream owns the admission slot and releases it when done.
                 return await self._stream(exchange, route, request, plan)
+            except asyncio.CancelledError:
+                release()
+                return self._shut_down(exchange)
             except DeadlineExceeded as exc:  # no time left for another pool
                 release()
                 return self.reject(exchange, exc)
@@ -228,7 +232,7 @@ class Serving:
                 response, body = await self._with_retries(exchange, route.pool, upstream, _read)
             except asyncio.CancelledError:
                 if not watch.client_gone():
-                    raise
+                    return self._shut_down(exchange)
                 # The client left; the cancelled fetch has closed the upstream connection.
                 exchange.set_usage(None, completion_estimate=0, source="estimate_chars")
                 self._record(exchange,
@@ -325,6 +329,20 @@ class Serving:
             on_record=lambda row: self._record(exchange, row),
             on_close=lambda: self._release(route.pool, exchange),
         )
+
+    def _shut_down(self, exchange: Exchange) -> Response:
+        """A cancellation that is not the client's: the server's shutdown grace is over.
+
+        uvicorn cancels what is still running when `timeout_graceful_shutdown` passes; this
+        takes the cancellation back so the client gets OpenAI's envelope, not a text/plain 500,
+        and the row says what happened.
+        """
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return self.reject(exchange, ShuttingDown(
+            "The proxy is shutting down and this request outlived its grace period; retry it.",
+            code="server_shutting_down"))
 
     def _release(self, pool: Pool, exchange: Exchange) -> None:
         """Give back the admission slot and the backend's (exactly once per admission)."""
