@@ -122,6 +122,7 @@ def _serve(settings: Settings) -> int:
 
     from proxy.app import create_app
     from proxy.auth.keys import resolve_master_key
+    from proxy.redact import redact_url
 
     generated = settings.master_key is None and not settings.master_key_file.exists()
     master = resolve_master_key(settings.master_key, settings.master_key_file, create=True)
@@ -131,7 +132,7 @@ def _serve(settings: Settings) -> int:
         return 2
     key_hint = _describe_key(master, settings.master_key_file, generated)
     print(f"sprout-proxy on http://{settings.host}:{settings.port}/v1  (master key: {key_hint}; "
-          f"database: {settings.database_url})", flush=True)
+          f"database: {redact_url(settings.database_url)})", flush=True)
     if settings.workers > 1:
         return _serve_workers(settings)
     uvicorn.run(create_app(settings), **_server_options(settings))

@@ -23,12 +23,15 @@ class ProxyError(Exception):
         code: str | None = None,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.param = param
         self.headers = headers or {}
+        # For the row only (operators), never the client: e.g. which backend failed and how.
+        self.detail = detail
 
 
 class InvalidRequest(ProxyError):

@@ -138,8 +138,9 @@ class Exchange:
         """The row for an error the client receives."""
         if self.prompt_tokens is None and self.prompt_chars:
             self.set_usage(None, completion_estimate=0, source="estimate_chars")
+        message = f"{exc.message} ({exc.detail})" if exc.detail else exc.message
         return self.record(exc.ledger_status, exc.status_code,
-                           error_type=exc.code or exc.error_type, error_message=exc.message)
+                           error_type=exc.code or exc.error_type, error_message=message)
 
 
 def error_body(exc: ProxyError) -> bytes:

@@ -37,6 +37,7 @@ from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
 from proxy.protocol.errors import ErrorEnvelope
 from proxy.protocol.responses import ResponsesRequest
 from proxy.protocol.streaming import ResponseProbe, StreamOptions
+from proxy.redact import redact_text
 from proxy.routing.router import RouteAsk, Router
 from proxy.serving.capture import CapturePolicy
 from proxy.serving.deadline import Deadline
@@ -433,24 +434,33 @@ class Serving:
                     pool.unclaim(backend)
                     exchange.backend = None
         attempts = self.retry.max_attempts
+        if last is not None:
+            # The client learns what kind of failure, not the internal host:port or the
+            # transport's words; the row keeps those (credentials hidden) for operators.
+            seen = (f"HTTP {last.status_code}" if last.status_code else
+                    "timed out" if last.timed_out else "could not connect")
+            detail = f"{exchange.backend_url}: {redact_text(str(last))}"
         if last is None:  # every backend's circuit breaker is open
             raise UpstreamFailed(
                 f"pool {pool.name!r}: every backend is failing (circuit open); retry later",
                 code="circuit_open", headers={"retry-after": "5"})
         if last.status_code == 429:
             raise UpstreamRateLimited(
-                f"pool {pool.name!r}: upstream rate limit ({attempts} attempts): {last}",
+                f"pool {pool.name!r}: upstream rate limit ({attempts} attempts: {seen})",
                 code="upstream_rate_limited",
                 headers={"retry-after": "1"},
+                detail=detail,
             )
         if last.timed_out:
             raise UpstreamTimedOut(
-                f"pool {pool.name!r}: upstream timed out ({attempts} attempts): {last}",
+                f"pool {pool.name!r}: upstream timed out ({attempts} attempts: {seen})",
                 code="upstream_timeout",
+                detail=detail,
             )
         raise UpstreamFailed(
-            f"pool {pool.name!r}: no backend answered ({attempts} attempts): {last}",
+            f"pool {pool.name!r}: no backend answered ({attempts} attempts; last: {seen})",
             code="upstream_unavailable",
+            detail=detail,
         )
 
     @staticmethod

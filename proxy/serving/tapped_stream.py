@@ -116,7 +116,8 @@ class TappedStream(Response):
                 await self._forward(send, chunk)
         except BackendUnavailable as exc:
             self._failure = exc
-            await self._send(send, self._tap.failure(f"upstream stream failed: {exc}"))
+            what = "timed out" if exc.timed_out else "broke off"
+            await self._send(send, self._tap.failure(f"upstream stream {what} mid-answer"))
         rest = self._tap.finish()
         await self._complete()
         self._record(disconnected=False)
