@@ -122,6 +122,7 @@ def _serve(settings: Settings) -> int:
 
     from proxy.app import create_app
     from proxy.auth.keys import resolve_master_key
+    from proxy.redact import redact_url
 
     generated = settings.master_key is None and not settings.master_key_file.exists()
     master = resolve_master_key(settings.master_key, settings.master_key_file, create=True)
@@ -131,7 +132,7 @@ def _serve(settings: Settings) -> int:
         return 2
     key_hint = _describe_key(master, settings.master_key_file, generated)
     print(f"sprout-proxy on http://{settings.host}:{settings.port}/v1  (master key: {key_hint}; "
-          f"database: {settings.database_url})", flush=True)
+          f"database: {redact_url(settings.database_url)})", flush=True)
     if settings.workers > 1:
         return _serve_workers(settings)
     uvicorn.run(create_app(settings), **_server_options(settings))
@@ -139,9 +140,11 @@ def _serve(settings: Settings) -> int:
 
 
 def _server_options(settings: Settings) -> dict[str, Any]:
-    """What uvicorn gets, for one process or several."""
+    """What uvicorn gets, for one process or several (the protocol travels to each)."""
+    from proxy.server.options import server_options
+
     return {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
-            "access_log": False, "timeout_graceful_shutdown": 30}
+            "access_log": False} | server_options(settings)
 
 
 def _serve_workers(settings: Settings) -> int:

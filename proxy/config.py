@@ -30,6 +30,20 @@ class Settings(BaseSettings):
     log_level: str = "info"
     # Proxy processes on this host (`serve --workers N`): one socket, one leader among them.
     workers: int = Field(default=1, ge=1, le=64)
+    # Slow and idle clients (proxy/server/protocol.py; per process). A request's headers must
+    # arrive within header_timeout_s of its first byte (or of the connect) and be at most
+    # max_header_bytes (else 408/431 and the connection closes); an idle keep-alive connection
+    # closes after keep_alive_timeout_s; a body must arrive within body_timeout_s (408).
+    server_header_timeout_s: float = Field(default=10.0, gt=0)
+    server_max_header_bytes: int = Field(default=64 * 1024, ge=4096)
+    server_keep_alive_timeout_s: float = Field(default=5.0, gt=0)
+    server_body_timeout_s: float = Field(default=30.0, gt=0)
+    # Open connections per process; a request arriving past it gets a 503 in OpenAI's
+    # envelope (with Retry-After) and its connection is closed.
+    server_max_connections: int = Field(default=2048, ge=1)
+    # SIGTERM: in-flight requests may finish for this long; the rest then end with a 503 in
+    # OpenAI's envelope (an error event for a stream) and a row that says so.
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
 
     # Auth: the master key may call everything; virtual keys live hashed in `api_keys`.
     master_key: SecretStr | None = None
@@ -74,6 +88,11 @@ class Settings(BaseSettings):
 
     # Request limits
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Deadlines across every attempt and pool (504 `timeout_error` past them): a whole
+    # non-streaming answer, a stream's first byte. A client may shorten its own with the
+    # X-Sprout-Timeout-S header (never lengthen); the row's error_type names the one that fired.
+    request_timeout_s: float = Field(default=60.0, gt=0)
+    stream_first_byte_timeout_s: float = Field(default=60.0, gt=0)
 
     # Retries before the first byte (jittered exponential backoff, other backend first).
     retry_max_attempts: int = Field(default=3, ge=1, le=10)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-LedgerStatus = Literal["ok", "upstream_error", "timeout", "client_disconnect", "rejected"]
+# `interrupted`: the proxy itself ended the request (its shutdown grace ran out).
+LedgerStatus = Literal["ok", "upstream_error", "timeout", "client_disconnect", "rejected",
+                       "interrupted"]
 
 
 class ProxyError(Exception):
@@ -21,12 +23,15 @@ class ProxyError(Exception):
         code: str | None = None,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.param = param
         self.headers = headers or {}
+        # For the row only (operators), never the client: e.g. which backend failed and how.
+        self.detail = detail
 
 
 class InvalidRequest(ProxyError):
@@ -59,6 +64,26 @@ class PayloadTooLarge(InvalidRequest):
     status_code = 413
 
 
+class BodyTimedOut(InvalidRequest):
+    """The client did not send its whole body in time (408)."""
+
+    status_code = 408
+
+
+class TooManyConnections(ProxyError):
+    """The process has more open connections than its cap (503)."""
+
+    status_code = 503
+    ledger_status: LedgerStatus = "rejected"
+
+
+class ShuttingDown(ProxyError):
+    """The proxy is stopping and the request's grace period is over (503)."""
+
+    status_code = 503
+    ledger_status: LedgerStatus = "interrupted"
+
+
 class Overloaded(ProxyError):
     """Every pool that serves the model is at its concurrency and queue limit (429)."""
 
@@ -87,6 +112,10 @@ class UpstreamTimedOut(ProxyError):
     status_code = 504
     error_type = "timeout_error"
     ledger_status: LedgerStatus = "timeout"
+
+
+class DeadlineExceeded(UpstreamTimedOut):
+    """The request's own deadline passed, across every attempt (504; never failed over)."""
 
 
 class BackendUnavailable(Exception):

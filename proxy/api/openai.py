@@ -8,12 +8,14 @@ from starlette.routing import Route
 from proxy.api.body import parse_body, read_body
 from proxy.api.deps import StateDep, get_state
 from proxy.auth.keys import MASTER_KEY_ID
-from proxy.errors import NotFound, ProxyError
+from proxy.errors import NotFound, ProxyError, TooManyConnections
 from proxy.pools.config import Endpoint
 from proxy.protocol.chat import ChatCompletionRequest
 from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
 from proxy.protocol.models import ModelCard, ModelList
 from proxy.protocol.responses import ResponsesRequest
+from proxy.server.protocol import OVER_CAPACITY
+from proxy.serving.deadline import TIMEOUT_HEADER, request_deadline
 from proxy.serving.service import InferenceRequest
 from proxy.state import AppState
 
@@ -32,18 +34,39 @@ async def _serve(request: Request, endpoint: Endpoint) -> Response:
     state: AppState = get_state(request)
     serving = state.serving
     exchange = serving.begin(endpoint)
+    settings = state.settings
+    body_read = False
     try:
-        body = await read_body(request, state.settings.max_body_bytes)
+        over = request.scope.get("extensions", {}).get(OVER_CAPACITY)
+        if over is not None:  # marked by proxy/server/protocol.py
+            raise TooManyConnections(
+                f"The server has too many open connections ({over['connections']} > "
+                f"{over['max_connections']}); retry shortly.", code="too_many_connections",
+                headers={"retry-after": "1", "connection": "close"})
+        # The key first, from the headers alone: a stranger's body is never buffered.
         exchange.api_key_id = state.keys.authenticate(request.headers.get("authorization"))
         # Evaluator traffic is counted in the ledger but apart from client traffic; only the
         # master key (which the evaluator uses) may mark it.
         exchange.is_evaluator = (exchange.api_key_id == MASTER_KEY_ID
                                      and "x-sprout-evaluator" in request.headers)
+        body = await read_body(request, settings.max_body_bytes, settings.server_body_timeout_s)
+        body_read = True
         parsed = parse_body(_MODELS[endpoint], body)
+        deadline = request_deadline(request.headers.get(TIMEOUT_HEADER), parsed.is_stream,
+                                    settings.request_timeout_s,
+                                    settings.stream_first_byte_timeout_s)
     except ProxyError as exc:
-        return serving.reject(exchange, exc)
+        response = serving.reject(exchange, exc)
+        if not body_read and _has_body(request):
+            response.headers["connection"] = "close"  # its unread body is not worth reading
+        return response
     header = request.headers.get("x-sprout-directive")
-    return await serving.serve(exchange, parsed, request.receive, header)
+    return await serving.serve(exchange, parsed, request.receive, header, deadline)
+
+
+def _has_body(request: Request) -> bool:
+    declared = request.headers.get("content-length")
+    return declared != "0" and (declared is not None or "transfer-encoding" in request.headers)
 
 
 @router.post("/chat/completions", summary="Create a chat completion (OpenAI-compatible)")

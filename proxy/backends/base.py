@@ -44,7 +44,8 @@ class Backend(abc.ABC):
     """One upstream server (or provider endpoint) of a pool."""
 
     kind: str
-    url: str
+    url: str  # what is shown (rows, admin, logs): credentials hidden (proxy/redact.py)
+    target_url: str  # what is connected to, credentials included
 
     @abc.abstractmethod
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:

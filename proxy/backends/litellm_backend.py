@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from proxy.backends.base import Backend, BufferedResponse, UpstreamRequest, UpstreamResponse
 from proxy.errors import BackendUnavailable
 from proxy.protocol.errors import ErrorEnvelope
+from proxy.redact import redact_url
 
 
 def _litellm() -> Any:
@@ -31,7 +32,8 @@ class LiteLLMBackend(Backend):
     kind = "litellm"
 
     def __init__(self, api_base: str | None, api_key: SecretStr | None, timeout_s: float):
-        self.url = api_base or "litellm:default"
+        self.url = redact_url(api_base) if api_base else "litellm:default"
+        self.target_url = api_base or self.url
         self._api_base = api_base
         self._api_key = api_key
         self._timeout_s = timeout_s

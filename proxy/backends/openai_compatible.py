@@ -10,6 +10,7 @@ from pydantic import SecretStr
 from proxy.backends.base import Backend, UpstreamRequest, UpstreamResponse
 from proxy.backends.http1_transport import KeepAliveTransport
 from proxy.errors import BackendUnavailable
+from proxy.redact import basic_auth, redact_text, redact_url, without_userinfo
 
 _PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings",
           "responses": "/responses"}
@@ -18,7 +19,7 @@ _PATHS = {"chat": "/chat/completions", "completions": "/completions", "embedding
 def map_httpx_error(exc: httpx.HTTPError) -> BackendUnavailable:
     """Translate httpx's exceptions into the proxy's tree at the edge."""
     timed_out = isinstance(exc, httpx.TimeoutException)
-    detail = str(exc) or type(exc).__name__
+    detail = redact_text(str(exc)) or type(exc).__name__
     return BackendUnavailable(f"{type(exc).__name__}: {detail}", timed_out=timed_out)
 
 
@@ -34,18 +35,22 @@ class OpenAICompatibleBackend(Backend):
         api_key: SecretStr | None,
         timeouts: dict[str, float],
     ):
-        self.url = base_url
+        self.url = redact_url(base_url)
+        self.target_url = base_url
+        self._base = without_userinfo(base_url)  # its user and password go in a header
         self._transport = transport
         self._extensions = {"timeout": timeouts}  # read by httpx's default transport
         self._headers = {"content-type": "application/json", "accept-encoding": "identity"}
         if api_key is not None:
             self._headers["authorization"] = f"Bearer {api_key.get_secret_value()}"
+        elif (credentials := basic_auth(base_url)) is not None:
+            self._headers["authorization"] = credentials
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """POST the body; return when the status line and headers are in."""
         http_request = httpx.Request(
             "POST",
-            self.url + _PATHS[request.endpoint],
+            self._base + _PATHS[request.endpoint],
             content=request.payload.to_json_bytes(),
             headers=self._headers,
             extensions=self._extensions,

@@ -5,13 +5,18 @@ from __future__ import annotations
 import abc
 import dataclasses
 
+from proxy.redact import redact_text
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Availability:
     """Whether a meter works here, and why not."""
 
     available: bool
-    reason: str
+    reason: str  # shown in /admin/pools and /health: a URL's credentials are hidden
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", redact_text(self.reason))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import dataclasses
 from urllib.parse import urlsplit
 
 from proxy.pools.config import PoolConfig
+from proxy.redact import redact_url
 
 PER_BACKEND_METERS = ("auto", "estimate")
 
@@ -36,8 +37,8 @@ class MeterTarget:
 
 
 def backend_device(url: str) -> str:
-    """The device id of a backend that names none."""
-    return f"backend:{url}"
+    """The device id of a backend that names none (credentials in its URL hidden)."""
+    return f"backend:{redact_url(url)}"
 
 
 class DeviceMap:

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from proxy.config import Settings
 from proxy.pools.config import ModelRoute, PoolAccounting, PoolConfig, load_pools_file
+from proxy.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ async def discover_models(pool: PoolConfig, timeout_s: float = 3.0) -> PoolConfi
             page = _ModelsPage.model_validate_json(_ids_as_names(response.content))
     except (httpx.HTTPError, ValueError) as exc:
         log.warning("pool %s: could not list models at %s (%s); passing any model through",
-                    pool.name, pool.base_urls[0], exc)
+                    pool.name, redact_url(pool.base_urls[0]), redact_text(str(exc)))
         return pool
     log.info("pool %s serves %s", pool.name, ", ".join(r.name for r in page.data))
     return pool.model_copy(update={"models": page.data})

@@ -43,7 +43,7 @@ class HealthChecker:
 
     async def _probe(self, client: httpx.AsyncClient, pool: Pool, index: int) -> bool:
         try:
-            response = await client.get(pool.backends[index].url + "/models",
+            response = await client.get(pool.backends[index].target_url + "/models",
                                         headers=pool.config.auth_headers())
         except httpx.HTTPError:
             return False

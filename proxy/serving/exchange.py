@@ -21,6 +21,7 @@ from proxy.errors import LedgerStatus, ProxyError
 from proxy.protocol.errors import ErrorEnvelope
 from proxy.protocol.streaming import Usage
 from proxy.routing.router import RouteDecision
+from proxy.serving.deadline import Deadline
 from proxy.serving.directing import NO_DIRECTIVE, DirectiveDecision
 from proxy.serving.usage_estimate import tokens_from_chars
 
@@ -61,6 +62,7 @@ class Exchange:
     overhead_ms: float | None = None
     finish_reason: str | None = None
     failure: ProxyError | None = None  # why the last pool tried could not answer
+    deadline: Deadline | None = None  # how long upstreams may take (None: only their timeouts)
     backend: Backend | None = None  # the backend holding this request (per-backend limits)
     accounts: ProvisionalAccounts | None = None  # the provisional energy of the finished row
 
@@ -136,8 +138,9 @@ class Exchange:
         """The row for an error the client receives."""
         if self.prompt_tokens is None and self.prompt_chars:
             self.set_usage(None, completion_estimate=0, source="estimate_chars")
+        message = f"{exc.message} ({exc.detail})" if exc.detail else exc.message
         return self.record(exc.ledger_status, exc.status_code,
-                           error_type=exc.code or exc.error_type, error_message=exc.message)
+                           error_type=exc.code or exc.error_type, error_message=message)
 
 
 def error_body(exc: ProxyError) -> bytes:

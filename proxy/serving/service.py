@@ -21,8 +21,10 @@ from proxy.backends.base import UpstreamRequest, UpstreamResponse
 from proxy.energy.devices import DeviceMap
 from proxy.errors import (
     BackendUnavailable,
+    DeadlineExceeded,
     Overloaded,
     ProxyError,
+    ShuttingDown,
     UpstreamFailed,
     UpstreamRateLimited,
     UpstreamTimedOut,
@@ -35,8 +37,10 @@ from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
 from proxy.protocol.errors import ErrorEnvelope
 from proxy.protocol.responses import ResponsesRequest
 from proxy.protocol.streaming import ResponseProbe, StreamOptions
+from proxy.redact import redact_text
 from proxy.routing.router import RouteAsk, Router
 from proxy.serving.capture import CapturePolicy
+from proxy.serving.deadline import Deadline
 from proxy.serving.directing import Director
 from proxy.serving.exchange import (
     CLIENT_CLOSED_REQUEST,
@@ -114,8 +118,10 @@ class Serving:
         request: InferenceRequest,
         receive: Receive,
         directive_header: str | None = None,
+        deadline: Deadline | None = None,
     ) -> Response:
         """Answer a parsed, authenticated request; never raises."""
+        exchange.deadline = deadline
         exchange.requested_model = request.model
         exchange.stream = request.is_stream
         exchange.prompt_chars = request.prompt_chars()
@@ -184,6 +190,12 @@ class Serving:
             try:
                 # On success the stream owns the admission slot and releases it when done.
                 return await self._stream(exchange, route, request, plan)
+            except asyncio.CancelledError:
+                release()
+                return self._shut_down(exchange)
+            except DeadlineExceeded as exc:  # no time left for another pool
+                release()
+                return self.reject(exchange, exc)
             except (UpstreamFailed, UpstreamTimedOut, UpstreamRateLimited) as exc:
                 release()
                 if last:
@@ -195,6 +207,8 @@ class Serving:
                 return self.reject(exchange, _as_proxy_error(exc))
         try:
             return await self._unary(exchange, route, request, receive, plan)
+        except DeadlineExceeded as exc:  # no time left for another pool
+            return self.reject(exchange, exc)
         except (UpstreamFailed, UpstreamTimedOut, UpstreamRateLimited) as exc:
             if last:
                 return self.reject(exchange, exc)
@@ -219,7 +233,7 @@ class Serving:
                 response, body = await self._with_retries(exchange, route.pool, upstream, _read)
             except asyncio.CancelledError:
                 if not watch.client_gone():
-                    raise
+                    return self._shut_down(exchange)
                 # The client left; the cancelled fetch has closed the upstream connection.
                 exchange.set_usage(None, completion_estimate=0, source="estimate_chars")
                 self._record(exchange,
@@ -317,6 +331,20 @@ class Serving:
             on_close=lambda: self._release(route.pool, exchange),
         )
 
+    def _shut_down(self, exchange: Exchange) -> Response:
+        """A cancellation that is not the client's: the server's shutdown grace is over.
+
+        uvicorn cancels what is still running when `timeout_graceful_shutdown` passes; this
+        takes the cancellation back so the client gets OpenAI's envelope, not a text/plain 500,
+        and the row says what happened.
+        """
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return self.reject(exchange, ShuttingDown(
+            "The proxy is shutting down and this request outlived its grace period; retry it.",
+            code="server_shutting_down"))
+
     def _release(self, pool: Pool, exchange: Exchange) -> None:
         """Give back the admission slot and the backend's (exactly once per admission)."""
         if exchange.backend is not None:
@@ -336,6 +364,26 @@ class Serving:
         self.ledger.submit(row)
 
     async def _with_retries(
+        self,
+        exchange: Exchange,
+        pool: Pool,
+        upstream: UpstreamRequest,
+        first_bytes: Callable[[UpstreamResponse], Awaitable[T]],
+    ) -> tuple[UpstreamResponse, T]:
+        """`_attempts` within the request's deadline (measured from its arrival)."""
+        deadline = exchange.deadline
+        if deadline is None:
+            return await self._attempts(exchange, pool, upstream, first_bytes)
+        left_s = deadline.limit_s - (time.perf_counter() - exchange.started_at)
+        try:
+            async with asyncio.timeout(max(0.0, left_s)) as scope:
+                return await self._attempts(exchange, pool, upstream, first_bytes)
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise
+            raise DeadlineExceeded(deadline.message(), code=deadline.code) from exc
+
+    async def _attempts(
         self,
         exchange: Exchange,
         pool: Pool,
@@ -386,24 +434,33 @@ class Serving:
                     pool.unclaim(backend)
                     exchange.backend = None
         attempts = self.retry.max_attempts
+        if last is not None:
+            # The client learns what kind of failure, not the internal host:port or the
+            # transport's words; the row keeps those (credentials hidden) for operators.
+            seen = (f"HTTP {last.status_code}" if last.status_code else
+                    "timed out" if last.timed_out else "could not connect")
+            detail = f"{exchange.backend_url}: {redact_text(str(last))}"
         if last is None:  # every backend's circuit breaker is open
             raise UpstreamFailed(
                 f"pool {pool.name!r}: every backend is failing (circuit open); retry later",
                 code="circuit_open", headers={"retry-after": "5"})
         if last.status_code == 429:
             raise UpstreamRateLimited(
-                f"pool {pool.name!r}: upstream rate limit ({attempts} attempts): {last}",
+                f"pool {pool.name!r}: upstream rate limit ({attempts} attempts: {seen})",
                 code="upstream_rate_limited",
                 headers={"retry-after": "1"},
+                detail=detail,
             )
         if last.timed_out:
             raise UpstreamTimedOut(
-                f"pool {pool.name!r}: upstream timed out ({attempts} attempts): {last}",
+                f"pool {pool.name!r}: upstream timed out ({attempts} attempts: {seen})",
                 code="upstream_timeout",
+                detail=detail,
             )
         raise UpstreamFailed(
-            f"pool {pool.name!r}: no backend answered ({attempts} attempts): {last}",
+            f"pool {pool.name!r}: no backend answered ({attempts} attempts; last: {seen})",
             code="upstream_unavailable",
+            detail=detail,
         )
 
     @staticmethod

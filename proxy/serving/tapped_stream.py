@@ -16,6 +16,9 @@ from proxy.errors import BackendUnavailable, LedgerStatus
 from proxy.serving.exchange import Exchange, wait_for_disconnect
 from proxy.serving.stream_tap import StreamTap
 
+_SHUTDOWN_MESSAGE = ("The proxy is shutting down and this stream outlived its grace period; "
+                     "its answer is incomplete.")
+
 
 class TappedStream(Response):
     """Relays bytes as they arrive; a client disconnect cancels the upstream at once.
@@ -59,6 +62,8 @@ class TappedStream(Response):
         self._failure: BackendUnavailable | None = None
         self._tap_s = 0.0
         self._recorded = False
+        self._started = False  # http.response.start sent
+        self._interrupted = False  # ended by the server's shutdown
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pump until the upstream ends or the client leaves; the row is recorded once."""
@@ -66,12 +71,22 @@ class TappedStream(Response):
         watch = asyncio.ensure_future(wait_for_disconnect(receive))
         disconnected = False
         try:
-            await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+            try:
+                await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                # Not the client: the server's shutdown grace is over (uvicorn cancels what is
+                # left). Take the cancellation back and end the stream with an error event.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                self._interrupted = True
             if not pump.done():
-                disconnected = True
+                disconnected = not self._interrupted
                 pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
+            if self._interrupted and not self._recorded:
+                await self._end_interrupted(send)
         except OSError:  # the server could not write: the client is gone
             disconnected = True
         finally:
@@ -80,18 +95,29 @@ class TappedStream(Response):
             self._record(disconnected)
             self._on_close()
 
+    async def _end_interrupted(self, send: Send) -> None:
+        """The error event and the end of the body, the row recorded just before."""
+        if not self._started:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": self.raw_headers})
+        self._record(disconnected=False)
+        await self._send(send, self._tap.failure(_SHUTDOWN_MESSAGE))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
     async def _pump(self, send: Send) -> None:
         exchange = self._exchange
         # Everything before the first byte, less the time spent waiting on the backend.
         exchange.overhead_ms = exchange.overhead_so_far_ms()
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        self._started = True
         await self._forward(send, self._first_chunk)
         try:
             async for chunk in self._iterator:
                 await self._forward(send, chunk)
         except BackendUnavailable as exc:
             self._failure = exc
-            await self._send(send, self._tap.failure(f"upstream stream failed: {exc}"))
+            what = "timed out" if exc.timed_out else "broke off"
+            await self._send(send, self._tap.failure(f"upstream stream {what} mid-answer"))
         rest = self._tap.finish()
         await self._complete()
         self._record(disconnected=False)
@@ -141,6 +167,9 @@ class TappedStream(Response):
         exchange.set_usage(tap.usage, completion_estimate=tap.token_events,
                            source="stream_events")
         exchange.overhead_ms = (exchange.overhead_ms or 0.0) + self._tap_s * 1000.0
+        if self._interrupted:
+            return exchange.record("interrupted", 200, error_type="server_shutting_down",
+                                   error_message=_SHUTDOWN_MESSAGE)
         if disconnected:
             return exchange.record("client_disconnect", 200, error_type="client_disconnect")
         if self._failure is not None:

@@ -1,0 +1,1 @@
+"""The HTTP server around the app: uvicorn's options and its protocol with client limits."""

@@ -1,0 +1,105 @@
+"""Client limits at the connection: a header deadline and size, a connection cap.
+
+uvicorn (httptools) waits for a request's headers for ever and reads headers of any size, so
+one client could hold a connection (and a file descriptor) for as long as it liked by sending
+nothing, or a byte at a time. This protocol gives each request's headers `header_timeout_s`
+from its first byte (from the connect for the first request) and `max_header_bytes`; past
+either it answers 408 or 431 in OpenAI's envelope and closes. Idle keep-alive connections are
+uvicorn's `timeout_keep_alive`.
+
+Past `max_connections` open connections a request is marked in its scope (`OVER_CAPACITY`) and
+the app answers 503 in OpenAI's envelope with a ledger row (`proxy/api/openai.py`), closing the
+connection; uvicorn's own `limit_concurrency` would answer a bare text/plain 503 instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from proxy.protocol.errors import ErrorEnvelope
+
+OVER_CAPACITY = "sprout.over_capacity"  # scope["extensions"] key the protocol sets
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header deadline, a header size and a connection cap."""
+
+    def __init__(self, *args: Any, header_timeout_s: float, max_header_bytes: int,
+                 max_connections: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timeout_s = header_timeout_s
+        self._max_header_bytes = max_header_bytes
+        self._max_connections = max_connections
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
+        self._in_headers = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the first request's header clock at the connect."""
+        super().connection_made(transport)
+        self._start_headers(begun=False)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Nothing left to time."""
+        self._stop_headers()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        """Count the bytes of headers still unfinished after this chunk (the parser keeps them)."""
+        counting = self._in_headers
+        super().data_received(data)
+        if counting and self._in_headers:
+            self._header_bytes += len(data)
+            if self._header_bytes > self._max_header_bytes:
+                self._refuse(431, "Request headers too large: the limit is "
+                                  f"{self._max_header_bytes} bytes.", "request_header_too_large")
+
+    def on_message_begin(self) -> None:
+        """A request's first byte: its header clock starts (unless a response is in progress)."""
+        super().on_message_begin()
+        if not self._in_headers and (self.cycle is None or self.cycle.response_complete):
+            self._start_headers(begun=True)
+
+    def on_headers_complete(self) -> None:
+        """Headers are in: stop their clock, mark the request if past the connection cap."""
+        self._stop_headers()
+        if len(self.connections) > self._max_connections:
+            extensions = self.scope.setdefault("extensions", {})
+            extensions[OVER_CAPACITY] = {"connections": len(self.connections),
+                                         "max_connections": self._max_connections}
+        super().on_headers_complete()
+
+    def _start_headers(self, *, begun: bool) -> None:
+        self._stop_headers()
+        self._in_headers = True
+        self._header_bytes = 1 if begun else 0  # its first chunk was counted by nobody
+        self._header_timer = self.loop.call_later(self._header_timeout_s, self._headers_late)
+
+    def _stop_headers(self) -> None:
+        self._in_headers = False
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self._header_bytes == 0:
+            self.transport.close()  # connected and sent nothing: no request to answer
+            return
+        self._refuse(408, f"Request headers not received within {self._header_timeout_s:g} s.",
+                     "request_timeout")
+
+    def _refuse(self, status: int, message: str, code: str) -> None:
+        """Answer before any request exists (so no ledger row), then close."""
+        self._stop_headers()
+        if self.transport.is_closing():
+            return
+        body = ErrorEnvelope.of(message, "invalid_request_error", code=code).to_json_bytes()
+        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+                             b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                             % (status, reason, len(body), body))
+        self.transport.close()
