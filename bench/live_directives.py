@@ -115,6 +115,7 @@ def main() -> int:
         env |= {"PROXY_MASTER_KEY": KEY, "PROXY_LEDGER_SPILL_PATH": str(work / "spill.jsonl"),
                 "PROXY_LEDGER_JOURNAL_DIR": str(work / "journal"),
                 "PROXY_UPSTREAM_HARDWARE": args.hardware,
+                "PROXY_REQUEST_TIMEOUT_S": "1800",  # long answers, many at once, on a CPU
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
         # One pool, read timeout long enough for a CPU answering `--concurrency` long answers
         # at once (the default 120 s would open the circuit on a busy 2-core machine).

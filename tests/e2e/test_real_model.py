@@ -94,7 +94,7 @@ async def _ask_all(proxy, level: str | None) -> list[tuple[str, int]]:  # type: 
 def test_captured_prompts_to_verdicts_to_shorter_answers_at_a_dirty_hour(
         start_proxy, smollm2_worker: str, pg_url: str) -> None:
     _seed_clean_past(pg_url)
-    proxy = start_proxy([], pg_url, upstream_url=smollm2_worker,
+    proxy = start_proxy([], pg_url, upstream_url=smollm2_worker, request_timeout_s=400,
                         capture_master_key_prompts=True, prompt_capture_rate=1.0,
                         carbon_static_g_per_kwh=500.0, carbon_refresh_s=0.5,
                         optimiser_interval_s=0.5,
