@@ -56,6 +56,8 @@ def make_engine(url: str, *, statement_timeout_s: float | None = None,
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets admin reads run while the writer appends.
+    # exp() for the optimiser's decayed sums: SQLite's own is optional at compile time.
+    dbapi_connection.create_function("exp", 1, math.exp, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
