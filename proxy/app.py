@@ -17,6 +17,7 @@ from proxy.api.admin import operations as admin_operations
 from proxy.api.admin import requests as admin_requests
 from proxy.api.admin import stats as admin_stats
 from proxy.api.admin import timeseries as admin_timeseries
+from proxy.api.schema import openapi_document
 from proxy.apidocs import page as apidocs_page
 from proxy.config import Settings
 from proxy.dashboard import page as dashboard_page
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
                    apidocs_page.router):
         app.include_router(router)
     app.router.routes[:0] = openai.fast_routes  # first match wins: see api/openai.py
+    app.openapi = functools.partial(openapi_document, app)  # type: ignore[method-assign]
     app.add_exception_handler(ProxyError, _proxy_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     # (and a COPY) per few rows.
     ledger_linger_s: float = Field(default=0.25, ge=0)
     ledger_retry_interval_s: float = Field(default=2.0, gt=0)
+    # The longest one ledger write (a batch, a replayed chunk) may take before the database
+    # counts as hung: the call is cut off, its rows spilled, `database_up` goes false. A
+    # stopped server (SIGSTOP) never errors by itself; a healthy batch takes milliseconds.
+    ledger_statement_timeout_s: float = Field(default=5.0, gt=0)
     ledger_spill_path: Path = Path("var/ledger-spill.jsonl")
     # Local append-only journal of finished rows (one file set per process): a row is in it
     # before the answer completes, so a killed process loses none; replayed at the next start.

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
+from proxy.accounting.deadline import DatabaseStalled, Watch, run_with_deadline
 from proxy.accounting.journal import Journal
 from proxy.accounting.record import DB_COLUMNS, LedgerRow
 from proxy.accounting.safe_values import column_limits, safe_text, safe_values
@@ -43,21 +44,25 @@ class LedgerStats:
     journal_errors: int = 0
     quarantined_rows: int = 0  # refused by the database; kept in the quarantine file
     dropped_rows: int = 0
+    database_timeouts: int = 0  # calls cut off after `statement_timeout_s` (a hung database)
     database_up: bool = True
 
 
 Observer = Callable[[LedgerRow], None]
 JOURNAL_SYNC_S = 1.0
+STATEMENT_TIMEOUT_S = 5.0
 
 
 class LedgerWriter:
     """Accepts rows on the request path and writes them in batches off it.
 
     `submit` is synchronous and O(1): it appends the row to the local journal, then puts it on
-    a bounded queue, or, when the queue is full, appends it to the spill file. The background
-    task inserts batches in a worker thread; if the insert fails the batch goes to the spill
-    file, and spilled rows are replayed (idempotently, keyed by request id) once the database
-    answers again. Journal segments are dropped once their rows are written or spilled.
+    a bounded queue, or, when the queue is full, on an overflow list that one task appends to
+    the spill file in batches, off the loop (one fsync per batch, never one per row). The
+    background task inserts batches in a worker thread, each call bounded by
+    `statement_timeout_s`; if the insert fails or hangs the batch goes to the spill file, and
+    spilled rows are replayed (idempotently, keyed by request id) once the database answers
+    again. Journal segments are dropped once their rows are written or spilled.
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class LedgerWriter:
         batch_size: int,
         retry_interval_s: float,
         linger_s: float = 0.0,
+        statement_timeout_s: float = STATEMENT_TIMEOUT_S,
         observers: Sequence[Observer] = (),
     ) -> None:
         self._engine = engine
@@ -89,6 +95,11 @@ class LedgerWriter:
         self._batch_size = batch_size
         self._retry_interval_s = retry_interval_s
         self._linger_s = linger_s
+        self._statement_timeout_s = statement_timeout_s
+        # Rows that found the queue full, and those being spilled, with journal sequences.
+        self._overflow: list[tuple[int, LedgerRow]] = []
+        self._spilling: list[tuple[int, LedgerRow]] = []
+        self._overflow_task: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._insert = _insert_ignoring_duplicates(engine)
         self._append = _bulk_append(engine) or self._insert
@@ -121,14 +132,33 @@ class LedgerWriter:
         try:
             self._queue.put_nowait((seq, row))
         except asyncio.QueueFull:
-            try:
-                self._spill.append([row])
-                self.stats.spilled_rows += 1
-                self._mark_spilled([row])
-            except OSError:
-                self.stats.dropped_rows += 1
-                self._pending.pop(row.request_id, None)
-                log.exception("ledger queue full and spill file unwritable: row dropped")
+            self._overflow.append((seq, row))
+            if self._overflow_task is None:
+                self._overflow_task = asyncio.get_running_loop().create_task(
+                    self._spill_overflow(), name="ledger-overflow")
+
+    async def _spill_overflow(self) -> None:
+        """Spill the rows that found the queue full, a batch per fsync, off the loop."""
+        try:
+            while self._overflow:
+                self._spilling, self._overflow = self._overflow, []
+                dropped = self.stats.dropped_rows
+                await self._spill_batch([row for _, row in self._spilling])
+                if self.stats.dropped_rows != dropped and self._journal_hold is None:
+                    self._journal_hold = self._spilling[0][0]
+                self._spilling = []
+        finally:
+            self._overflow_task = None
+
+    def _journal_limit(self, last_seq: int) -> int:
+        """The last journal sequence that may be released: none of a row not yet safe."""
+        limit = last_seq
+        if self._journal_hold is not None:
+            limit = min(limit, self._journal_hold - 1)
+        waiting = self._spilling or self._overflow
+        if waiting:
+            limit = min(limit, waiting[0][0] - 1)
+        return limit
 
     def _mark_spilled(self, rows: list[LedgerRow]) -> None:
         for row in rows:
@@ -146,7 +176,7 @@ class LedgerWriter:
             if rows:
                 try:
                     for start in range(0, len(rows), self._batch_size):
-                        await asyncio.to_thread(self._insert, rows[start:start + self._batch_size])
+                        await self._call(self._insert, rows[start:start + self._batch_size])
                 except Exception as exc:  # database down: keep them in the spill file instead
                     log.warning("journal replay: database unavailable (%s); spilling %d rows",
                                 type(exc).__name__, len(rows))
@@ -172,12 +202,18 @@ class LedgerWriter:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        await self._overflow_spilled()
         if self._journal is not None:
             self._journal.close(all_written=self.stats.dropped_rows == 0)
 
     async def flush(self) -> None:
         """Wait until every row submitted so far is written or spilled."""
         await self._queue.join()
+        await self._overflow_spilled()
+
+    async def _overflow_spilled(self) -> None:
+        while self._overflow_task is not None:
+            await asyncio.shield(self._overflow_task)
 
     async def _run(self) -> None:
         closing = False
@@ -213,9 +249,7 @@ class LedgerWriter:
                     if self._journal is not None:
                         # Rows neither written nor spilled stay in the journal for the next
                         # start: nothing from the first of them on is released.
-                        hold = self._journal_hold
-                        self._journal.release(last_seq if hold is None
-                                              else min(last_seq, hold - 1))
+                        self._journal.release(self._journal_limit(last_seq))
                         await self._sync_journal()
                 if self.stats.database_up:
                     await self._replay_spill()
@@ -229,9 +263,21 @@ class LedgerWriter:
             self._synced_at = now
             await asyncio.to_thread(self._journal.sync)
 
+    async def _call(self, write: Write, rows: list[LedgerRow]) -> None:
+        """One database call in a worker thread, cut off past the statement timeout."""
+        try:
+            await run_with_deadline(lambda watch: write(rows, watch), self._statement_timeout_s)
+        except DatabaseStalled:
+            self.stats.database_timeouts += 1
+            if self.stats.database_up:
+                log.warning("ledger database hung (no answer within %g s); spilling rows to %s",
+                            self._statement_timeout_s, self._spill.path)
+            self.stats.database_up = False
+            raise
+
     async def _write(self, batch: list[LedgerRow]) -> None:
         try:
-            await asyncio.to_thread(self._append, batch)
+            await self._call(self._append, batch)
         except Exception as exc:
             if _is_bad_row(exc):  # the database answered: some row of the batch is refused
                 written, rest = await self._insert_each(batch)
@@ -262,7 +308,7 @@ class LedgerWriter:
         written: list[LedgerRow] = []
         for index, row in enumerate(rows):
             try:
-                await asyncio.to_thread(self._insert, [row])
+                await self._call(self._insert, [row])
             except Exception as exc:
                 if not _is_bad_row(exc):
                     self.stats.database_up = False
@@ -312,7 +358,7 @@ class LedgerWriter:
         for start in range(0, len(rows), self._batch_size):
             chunk = rows[start : start + self._batch_size]
             try:
-                await asyncio.to_thread(self._insert, chunk)
+                await self._call(self._insert, chunk)
             except Exception as exc:
                 if not _is_bad_row(exc):  # still down: the taken file is retried first next
                     self.stats.database_up = False
@@ -329,7 +375,7 @@ class LedgerWriter:
         log.info("replayed %d spilled ledger rows", len(rows))
 
 
-Write = Callable[[list[LedgerRow]], None]
+Write = Callable[[list[LedgerRow], Watch], None]
 
 # The database answered and refused the data (as opposed to being unreachable).
 _BAD_ROW_ERRORS = ("DataError", "IntegrityError", "ProgrammingError", "NotSupportedError",
@@ -370,14 +416,18 @@ def _bulk_append(engine: Engine) -> Write | None:
     statement = f"COPY {requests.name} ({', '.join(columns)}) FROM STDIN"
     samples = _on_conflict_do_nothing(engine, prompt_samples, "sample_id")
 
-    def append(rows: list[LedgerRow]) -> None:
-        with engine.begin() as connection:
-            raw = connection.connection.driver_connection
-            assert raw is not None
-            with raw.cursor() as cursor, cursor.copy(statement) as copy:
-                for row in rows:
-                    copy.write_row(safe_values(row.db_tuple(), _LIMITS))
-            _insert_samples(connection, samples, rows)
+    def append(rows: list[LedgerRow], watch: Watch) -> None:
+        try:
+            with engine.begin() as connection:
+                watch.use(connection)
+                raw = connection.connection.driver_connection
+                assert raw is not None
+                with raw.cursor() as cursor, cursor.copy(statement) as copy:
+                    for row in rows:
+                        copy.write_row(safe_values(row.db_tuple(), _LIMITS))
+                _insert_samples(connection, samples, rows)
+        finally:
+            watch.done()
 
     return append
 
@@ -387,12 +437,16 @@ def _insert_ignoring_duplicates(engine: Engine) -> Write:
     statement = _on_conflict_do_nothing(engine, requests, "request_id")
     samples = _on_conflict_do_nothing(engine, prompt_samples, "sample_id")
 
-    def insert(rows: list[LedgerRow]) -> None:
-        with engine.begin() as connection:
-            connection.execute(statement, [
-                dict(zip(DB_COLUMNS, safe_values(row.db_tuple(), _LIMITS), strict=True))
-                for row in rows])
-            _insert_samples(connection, samples, rows)
+    def insert(rows: list[LedgerRow], watch: Watch) -> None:
+        try:
+            with engine.begin() as connection:
+                watch.use(connection)
+                connection.execute(statement, [
+                    dict(zip(DB_COLUMNS, safe_values(row.db_tuple(), _LIMITS), strict=True))
+                    for row in rows])
+                _insert_samples(connection, samples, rows)
+        finally:
+            watch.done()
 
     return insert
 

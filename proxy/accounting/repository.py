@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, desc, func, insert, select
+from sqlalchemy import Connection, desc, func, insert, literal, select
 
-from proxy.accounting.tables import evaluations, judgments, optimiser_runs, requests
-from proxy.optimiser.inputs import Usage, Verdict
+from proxy.accounting.tables import (
+    evaluations,
+    judgments,
+    optimiser_runs,
+    requests,
+    usage_hourly,
+)
+from proxy.optimiser.inputs import DecayedUsage, Verdict
 
 
 def _as_aware(value: datetime, like: datetime) -> datetime:
@@ -17,26 +24,45 @@ def _as_aware(value: datetime, like: datetime) -> datetime:
     return value.replace(tzinfo=like.tzinfo) if value.tzinfo is None else value
 
 
-def recent_usage(connection: Connection, now: datetime, since: datetime,
-                 limit: int = 100_000) -> list[Usage]:
-    """Successful client requests with a task class and directive level, newest first."""
-    columns = requests.c
+def decayed_usage(connection: Connection, now: datetime, since: datetime,
+                  half_life_h: float) -> list[DecayedUsage]:
+    """Successful requests with a task class and level, decayed and summed by the database.
+
+    Reads `usage_hourly` (kept by triggers as rows land, migration 0010), never the raw ledger,
+    and returns one row per (class, level, evaluator or not) whatever the traffic: nothing
+    proportional to the ledger crosses into the process. Each hour weighs its rows by their
+    mean age, `decay_weight` written in SQL; the hour holding `since` is read whole.
+    """
+    columns = usage_hourly.c
+    age_h = (literal(now.timestamp()) - columns.hour * 3600
+             - columns.offset_s / columns.requests) / 3600
+    weight = func.exp(literal(-math.log(2) / half_life_h) * age_h)
     query = (
-        select(columns.created_at, columns.task_class, columns.directive_level,
-               columns.completion_tokens, columns.latency_ms, columns.energy_j,
-               columns.is_evaluator)
-        .where(columns.created_at >= since, columns.status == "ok",
-               columns.task_class.is_not(None), columns.directive_level.is_not(None))
-        .order_by(desc(columns.created_at))
-        .limit(limit)
+        select(columns.task_class, columns.directive_level, columns.is_evaluator,
+               func.sum(columns.requests * weight).label("requests"),
+               func.sum(columns.metered_j * weight).label("metered_j"),
+               func.sum(columns.unmetered_output_tokens * weight).label("tokens"),
+               func.sum(columns.latency_ms * weight).label("latency_ms"))
+        .where(columns.hour >= math.floor(since.timestamp() / 3600), columns.requests > 0)
+        .group_by(columns.task_class, columns.directive_level, columns.is_evaluator)
     )
     return [
-        Usage(task_class=row.task_class, level=row.directive_level,
-              completion_tokens=row.completion_tokens or 0, latency_s=row.latency_ms / 1000.0,
-              energy_j=row.energy_j, is_evaluator=bool(row.is_evaluator),
-              age_h=(now - _as_aware(row.created_at, now)).total_seconds() / 3600)
+        DecayedUsage(task_class=row.task_class, level=row.directive_level,
+                     requests=float(row.requests), metered_j=float(row.metered_j),
+                     unmetered_output_tokens=float(row.tokens),
+                     latency_s=float(row.latency_ms) / 1000.0,
+                     is_evaluator=bool(row.is_evaluator))
         for row in connection.execute(query)
     ]
+
+
+def served_since(connection: Connection, since: datetime) -> int:
+    """Client requests (not the evaluator's) that `usage_buckets` counts, since a time."""
+    columns = requests.c
+    query = select(func.count()).select_from(requests).where(
+        columns.created_at >= since, columns.status == "ok", columns.is_evaluator.is_(False),
+        columns.task_class.is_not(None), columns.directive_level.is_not(None))
+    return int(connection.execute(query).scalar_one())
 
 
 def output_lengths(connection: Connection, since: datetime

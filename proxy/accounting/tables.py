@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -90,6 +91,24 @@ requests = Table(
           postgresql_where=text("settled_at IS NULL"), sqlite_where=text("settled_at IS NULL")),
     Index("ix_requests_api_key_id_created_at", "api_key_id", "created_at"),
     Index("ix_requests_pool_created_at", "pool", "created_at"),
+)
+
+# Hourly sums of the ledger's successful, classified requests, which the optimiser reads instead
+# of raw rows. Database triggers on `requests` keep them (migration 0010): every insert (COPY
+# included; duplicates skipped by ON CONFLICT add nothing), every update (settlement's measured
+# joules replace the provisional ones) and every delete, in the same transaction.
+usage_hourly = Table(
+    "usage_hourly",
+    metadata,
+    Column("hour", BigInteger, primary_key=True),  # whole hours since 1970-01-01 UTC
+    Column("task_class", String(64), primary_key=True),
+    Column("directive_level", String(16), primary_key=True),
+    Column("is_evaluator", Boolean, primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("offset_s", Float, nullable=False),  # summed seconds past the hour (mean age)
+    Column("latency_ms", Float, nullable=False),  # summed
+    Column("metered_j", Float, nullable=False),  # summed energy_j of rows that have one
+    Column("unmetered_output_tokens", BigInteger, nullable=False),  # of rows without
 )
 
 # Virtual API keys, stored as SHA-256 hashes; the plain key is shown once at creation.

@@ -120,6 +120,8 @@ class _LiveState(Collector):
             ("sprout_ledger_journal_replayed_rows", ledger.stats.journal_replayed_rows,
              "Rows written from dead processes' journals"),
             ("sprout_ledger_database_up", int(ledger.stats.database_up), "Database reachable"),
+            ("sprout_ledger_database_timeouts", ledger.stats.database_timeouts,
+             "Ledger writes cut off by the statement timeout (a hung database)"),
         ]:
             gauge = GaugeMetricFamily(name, text)
             gauge.add_metric([], value)

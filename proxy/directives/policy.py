@@ -30,7 +30,8 @@ class KeyPolicy(BaseModel):
     capture_prompts: bool = False
     # Energy/latency trade-off (U = lambda E + (1 - lambda) R) for cost-based routing; None
     # uses PROXY_ROUTING_LAMBDA.
-    routing_lambda: float | None = Field(default=None, ge=0, le=1)
+    # strict: a JSON `false` is not 0.0 (ints still count as numbers).
+    routing_lambda: float | None = Field(default=None, ge=0, le=1, strict=True)
     # Requests and tokens per minute and a carbon budget, fleet-wide (proxy/limits/).
     limits: KeyLimits = Field(default_factory=KeyLimits)
 

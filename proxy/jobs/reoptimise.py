@@ -22,7 +22,7 @@ from proxy.config import Settings
 from proxy.directives.store import CatalogueStore
 from proxy.jobs.leader import LeaderLock
 from proxy.optimiser.allocation import ALL_CLASSES, Allocation, AllocationHolder
-from proxy.optimiser.inputs import Terms, Usage, Verdict, build_terms
+from proxy.optimiser.inputs import DecayedUsage, Terms, Verdict, build_terms
 from proxy.optimiser.joint import JointSolution, solve_joint
 from proxy.optimiser.lp import Solution, solve
 from proxy.routing.planner import JointPlanner
@@ -72,7 +72,7 @@ class Reoptimiser:
         # The one recorded history (ci_readings, written by the leader every carbon refresh)
         # plus the provider's own past, if it knows one: causal trailing statistics.
         history = await self._history.readings(None, self.provider, now - window, now)
-        usage, verdicts = await asyncio.to_thread(self._read, now)
+        usage, verdicts, last_hour = await asyncio.to_thread(self._read, now)
         stats = trailing_stats(history, now, window, reading)
         built = build_terms(
             self._catalogues.current.ids, CLASSES, usage, verdicts,
@@ -85,10 +85,11 @@ class Reoptimiser:
         )
         solution: Solution | JointSolution | None
         if self._planner is not None:
-            rate = sum(1 for u in usage if u.age_h <= 1.0 and not u.is_evaluator) / 3600.0
-            allocation, solution = self._allocate_jointly(built, reading, stats, rate)
-        else:
-            allocation, solution = self._allocate(built, reading, stats)
+            rate = last_hour / 3600.0
+            allocation, solution = await asyncio.to_thread(
+                self._allocate_jointly, built, reading, stats, rate)
+        else:  # the LP off the event loop (HiGHS takes milliseconds)
+            allocation, solution = await asyncio.to_thread(self._allocate, built, reading, stats)
         self.last_solve_ms = solution.solve_ms if solution else 0.0
         self._holder.publish(allocation)
         status = "cold_start" if solution is None else solution.status
@@ -137,12 +138,15 @@ class Reoptimiser:
         return Allocation(levels, rows, baseline, reason, solution.pools,
                           solution.placement), solution
 
-    def _read(self, now: datetime) -> tuple[list[Usage], list[Verdict]]:
+    def _read(self, now: datetime) -> tuple[list[DecayedUsage], list[Verdict], int]:
+        """Hourly sums (never raw rows), verdicts, and the last hour's request count."""
         horizon = now - timedelta(hours=8 * self._settings.optimiser_half_life_h)
         with self._engine.connect() as connection:
-            usage = repository.recent_usage(connection, now, horizon)
+            usage = repository.decayed_usage(
+                connection, now, horizon, self._settings.optimiser_half_life_h)
             verdicts = repository.recent_verdicts(connection, now, horizon)
-        return usage, verdicts
+            last_hour = repository.served_since(connection, now - timedelta(hours=1))
+        return usage, verdicts, last_hour
 
     def _persist(self, values: dict[str, Any]) -> None:
         with self._engine.begin() as connection:

@@ -22,7 +22,7 @@ MINUTE = timedelta(minutes=1)
 class BudgetStep(BaseModel):
     """From `at_fraction` of the carbon budget spent, requests get at least directive `level`."""
 
-    at_fraction: float = Field(gt=0, le=1)
+    at_fraction: float = Field(gt=0, le=1, strict=True)  # strict: `true` is not 1.0
     level: str = Field(min_length=1, max_length=16)
 
 
@@ -38,7 +38,7 @@ class KeyLimits(BaseModel):
 
     requests_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
-    carbon_budget_g_co2e: float | None = Field(default=None, gt=0)
+    carbon_budget_g_co2e: float | None = Field(default=None, gt=0, strict=True)
     carbon_budget_period: Period = "day"  # calendar day or month, UTC
     # None: the operator's default (PROXY_KEY_BUDGET_STEPS); [] never shortens answers.
     budget_steps: list[BudgetStep] | None = None

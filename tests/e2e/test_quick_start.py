@@ -29,6 +29,7 @@ def test_quick_start_generates_a_key_and_uses_sqlite_under_var(fake: Fake, tmp_p
     child.start()
     try:
         key = (tmp_path / "var" / "master-key").read_text().strip()
+        # the whole log: its tail (`log_text`) is past the migrations by now
         assert key.startswith("sk-sprout-") and key in (tmp_path / "proxy.log").read_text()
         assert oct((tmp_path / "var" / "master-key").stat().st_mode)[-3:] == "600"
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key,

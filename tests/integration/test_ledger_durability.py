@@ -82,10 +82,17 @@ def test_full_queue_spills_instead_of_blocking(tmp_path) -> None:
 
     async def scenario() -> LedgerWriter:
         writer = LedgerWriter(engine, spill, queue_size=4, batch_size=2, retry_interval_s=0.05)
-        # Not started yet: the queue fills, then rows go straight to the spill file.
+        # Not started yet: the queue fills, then the rest go to the spill file, in one batch
+        # off the event loop.
         for i in range(10):
             writer.submit(_row(f"r{i}"))
+        assert writer.queue_depth == 4
+        for _ in range(100):
+            if writer.stats.spilled_rows == 6:
+                break
+            await asyncio.sleep(0.02)
         assert writer.stats.spilled_rows == 6 and writer.stats.dropped_rows == 0
+        assert len(SpillFile.read(spill.path)) == 6
         writer.start()
         await writer.flush()
         for _ in range(100):  # the idle loop replays the spill file

@@ -6,6 +6,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -75,6 +76,29 @@ class PostgresServer:
     def stop(self) -> None:
         """Stop fast (open connections are cut, as in an outage)."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def processes(self) -> list[int]:
+        """The postmaster and every process it forked (backends, checkpointer, WAL writer)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        found = [postmaster]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    # the parent pid is the 2nd field after the parenthesised command name
+                    stat = (entry / "stat").read_text()
+                    if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                        found.append(int(entry.name))
+        return found
+
+    def pause(self) -> None:
+        """SIGSTOP every server process: connections stay open and nothing ever answers."""
+        for pid in self.processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT every server process."""
+        for pid in self.processes():
+            os.kill(pid, signal.SIGCONT)
 
     def dsn(self, database: str) -> str:
         """A libpq connection string."""
