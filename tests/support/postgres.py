@@ -93,12 +93,14 @@ class PostgresServer:
     def pause(self) -> None:
         """SIGSTOP every server process: connections stay open and nothing ever answers."""
         for pid in self.processes():
-            os.kill(pid, signal.SIGSTOP)
+            with contextlib.suppress(ProcessLookupError):  # a backend that just exited
+                os.kill(pid, signal.SIGSTOP)
 
     def resume(self) -> None:
         """SIGCONT every server process."""
         for pid in self.processes():
-            os.kill(pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):  # a backend that just exited
+                os.kill(pid, signal.SIGCONT)
 
     def dsn(self, database: str) -> str:
         """A libpq connection string."""
