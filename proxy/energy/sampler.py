@@ -62,7 +62,25 @@ class MeterSampler:
         """Read every meter once and store the readings; returns how many were stored."""
         results = await asyncio.gather(*(self._read(target, meter)
                                          for target, meter in self._meters))
-        rows = [row for row in results if row is not None]
+        # One sample per device per tick. Workers sharing a device (one counter, several
+        # URLs) answer at slightly different moments; two readings of one counter in one
+        # tick could land out of order and look like a counter reset.
+        latest: dict[str, dict[str, object]] = {}
+        for row in results:
+            if row is None:
+                continue
+            known = latest.get(str(row["device_id"]))
+            if known is None or float(row["energy_j"]) > float(known["energy_j"]):  # type: ignore[arg-type]
+                latest[str(row["device_id"])] = row
+        rows = []
+        for device, row in latest.items():
+            if self._last_j.get(device) == row["energy_j"]:
+                # An exporter that refreshes every few seconds (DCGM's collect interval)
+                # repeats its value: only a new value marks the end of a window, or joules
+                # would land in whichever 0.5 s happened to see the refresh.
+                continue
+            self._last_j[device] = float(row["energy_j"])  # type: ignore[arg-type]
+            rows.append(row)
         if rows:
             await asyncio.to_thread(self._store, rows)
         if self._ticks % DEVICE_STATE_EVERY == 0:
@@ -72,6 +90,7 @@ class MeterSampler:
 
     async def _read(self, target: MeterTarget,
                     meter: EnergyMeter) -> dict[str, object] | None:
+        asked = self._clock()
         try:
             sample = await meter.read()
         except MeterUnavailable as exc:  # under the device it names, if it named one
@@ -83,13 +102,11 @@ class MeterSampler:
             return None
         device = sample.device_id or target.device_id
         self._note(device, meter.name, target.pool, True, "")
-        if self._last_j.get(device) == sample.energy_j:
-            # An exporter that refreshes every few seconds (DCGM's collect interval) repeats
-            # its value: only a new value marks the end of a window, or joules would land in
-            # whichever 0.5 s happened to see the refresh.
-            return None
-        self._last_j[device] = sample.energy_j
-        return {"device_id": device, "sampled_at": self._clock(), "energy_j": sample.energy_j,
+        # The counter was read somewhere between asking and the answer (a busy worker answers
+        # late): the midpoint halves the worst timing error of the window's boundary.
+        answered = self._clock()
+        read_at = asked + (answered - asked) / 2
+        return {"device_id": device, "sampled_at": read_at, "energy_j": sample.energy_j,
                 "meter": meter.name[:256]}
 
     def _note(self, device: str, meter: str, pool: str, available: bool, reason: str) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from proxy.accounting.db import normalise_url
 from proxy.accounting.migrate import alembic_config
-from proxy.accounting.tables import energy_windows, requests
+from proxy.accounting.tables import energy_samples, energy_windows, requests
 from proxy.fakes.upstream import Behaviour
 from tests.conftest import Fake
 from tests.support.fleet import MASTER_KEY, Replica, RoundRobinFront, replica, write_pools
@@ -99,6 +99,18 @@ def _wait_device_settled(database_url: str, device_prefix: str, timeout_s: float
         time.sleep(0.5)
 
 
+def _wait_sampled(database_url: str, device_id: str, timeout_s: float = 60) -> None:
+    """Until the leader's sampler has read the device twice (its first window exists)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        (count,) = _query(database_url, select(func.count()).select_from(energy_samples).where(
+            energy_samples.c.device_id == device_id))[0]
+        if count >= 2:
+            return
+        assert time.monotonic() < deadline, f"the sampler never read {device_id}"
+        time.sleep(0.2)
+
+
 def _traffic(one: Replica, index: int) -> str:
     """One request of a mix: plain, streamed, disconnected mid-stream, upstream error."""
     client = one.client(timeout=60)
@@ -143,7 +155,7 @@ def test_three_replicas_two_workers_one_counter_conserve_energy(
     replicas = [replica(tmp_path, f"r{i}", pg_url, pools_file=pools) for i in range(3)]
     try:
         _start_all(replicas)  # at once, on an empty database: the migrations are serialised
-        time.sleep(1.5)  # the leader's sampler has read the device
+        _wait_sampled(pg_url, "shared-gpu-0")  # (a row older than the first sample: estimated)
         jobs = [(one, i) for i in range(10) for one in replicas]
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             outcomes = list(pool.map(lambda job: _traffic(*job), jobs))
@@ -167,7 +179,8 @@ def test_three_replicas_two_workers_one_counter_conserve_energy(
     assert sum(leaders) == 1  # exactly one process samples and settles
     served = [r for r in found if r["device_id"] == "shared-gpu-0"]
     assert len(served) == len(jobs)
-    assert {r["energy_method"] for r in served} <= {"measured", "apportioned"}
+    assert {r["energy_method"] for r in served} <= {"measured", "apportioned"}, sorted(
+        (str(r["served_at"]), str(r["ended_at"]), r["energy_method"], r["status"]) for r in served)
     metered_j, attributed_j, idle_j, first, last = windows
     rows_j = sum(r["energy_j"] for r in served)
     # Every joule metered once: the windows tile the counter, rows + idle = metered.
