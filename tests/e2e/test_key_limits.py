@@ -104,14 +104,14 @@ def test_requests_per_minute_hold_across_two_replicas(
     try:
         created = _create_key(a, {"requests_per_minute": limit})
         _await_key([a, b], created["key"])
-        time.sleep(1.5)  # both replicas hold leases for the key (not the first-second shares)
-        _clear_of_minute_boundary()
+        time.sleep(3.0)  # both replicas hold leases for the key (not the first-second shares;
+        _clear_of_minute_boundary()  # 1.5 s was too short on a loaded CI machine)
         # A burst of 3x the limit, alternating replicas, then a slow trickle for a few seconds
         # so every replica's share of what is left can be used.
         targets = [a, b] * 15
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             outcomes = list(pool.map(lambda one: _call(one, created["key"]), targets))
-        for index in range(12):
+        for index in range(20):  # ~6 s: time for each replica's next lease, even under load
             outcomes.append(_call((a, b)[index % 2], created["key"]))
             time.sleep(0.3)
         time.sleep(1.5)  # both replicas have flushed
