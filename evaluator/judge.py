@@ -23,7 +23,7 @@ from typing import Any
 
 from evaluator.generator import Generator
 
-TEMPLATE = """You are comparing answers to the same instruction.
+_BODY = """You are comparing answers to the same instruction.
 Pick the single best answer judged on quality, accuracy and correctness.
 Do not consider length: a short answer that is correct and complete is as good as a long one.
 
@@ -33,19 +33,9 @@ Instruction:
 >>>
 
 {answers}
-Reply with the number of the best answer only, in the form "Best: N"."""
-
-LABEL_TEMPLATE = """You are comparing answers to the same instruction.
-Pick the single best answer judged on quality, accuracy and correctness.
-Do not consider length: a short answer that is correct and complete is as good as a long one.
-
-Instruction:
-<<<
-{instruction}
->>>
-
-{answers}
-Which answer is best? Reply with its number only ({labels})."""
+"""
+TEMPLATE = _BODY + 'Reply with the number of the best answer only, in the form "Best: N".'
+LABEL_TEMPLATE = _BODY + "Which answer is best? Reply with its number only ({labels})."
 
 MODES = ("auto", "logprobs", "text")
 TOP_LOGPROBS = 20  # the most OpenAI's API returns
