@@ -1,9 +1,12 @@
-"""KeepAliveTransport: a lean httpx transport for HTTP/1.1 keep-alive over asyncio streams.
+"""KeepAliveTransport: lean HTTP/1.1 keep-alive to plain-TCP upstreams, on asyncio protocols.
 
 httpcore's pool polls every pooled socket on every request (`has_expired`), which costs more
 than the rest of a proxied request at high concurrency. This transport keeps idle connections
-on a LIFO stack per origin, parses responses with httptools (uvicorn's C parser), and maps
-failures to httpx's own exceptions, so callers see ordinary `httpx.Response`s.
+on a LIFO stack per origin and parses responses with httptools (uvicorn's C parser) straight
+from the protocol's `data_received`: no StreamReader copy, no task per read (one future and
+one timer per wait), no httpx objects on the proxy's own path (`exchange`, used by
+`OpenAICompatibleBackend`). `handle_async_request` offers the same as an httpx transport.
+Failures are httpx's own exceptions, so callers map one family.
 """
 
 from __future__ import annotations
@@ -16,63 +19,138 @@ import httptools
 import httpx
 
 _Origin = tuple[str, int]
+# Past this many unread body bytes the socket stops being read until the reader catches up
+# (a fast upstream, a slow client): memory per stream stays bounded.
+_HIGH_WATER = 256 * 1024
+_LOW_WATER = 64 * 1024
 
 
-class _Parsed:
-    """httptools callbacks: collects the status line, headers and body pieces."""
+class _StaleConnection(Exception):
+    """The connection died before any response byte arrived."""
 
-    def __init__(self) -> None:
+
+class _Connection(asyncio.Protocol):
+    """One upstream socket; httptools feeds the response being read into this object."""
+
+    def __init__(self, origin: _Origin) -> None:
+        self.origin = origin
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.lost = False  # the peer closed or the connection broke
+        self.error: httpx.HTTPError | None = None
+        self._waiter: asyncio.Future[bool] | None = None
+        self._paused = False
+        self.reset()
+
+    def reset(self) -> None:
+        """Ready for the next response on this connection."""
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: collections.deque[bytes] = collections.deque()
+        self.buffered = 0
+        self.status = 0
         self.headers_done = False
         self.complete = False
         self.keep_alive = False
-        self.parser: httptools.HttpResponseParser | None = None
+        self.got_bytes = False
 
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.error = httpx.RemoteProtocolError(f"invalid HTTP response: {exc}")
+            self.close()
+        if self.buffered > _HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.lost = True
+        self._wake()
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._wake()
+
+    # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        self.status = self.parser.get_status_code()
         # Ask now: after the message completes, httptools has reset and always says False.
-        assert self.parser is not None
         self.keep_alive = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
+        self.buffered += len(body)
 
     def on_message_complete(self) -> None:
         self.complete = True
 
+    # used by the transport and the response stream
+    def take(self) -> bytes:
+        """The oldest unread body piece (resuming the socket once the backlog is small)."""
+        chunk = self.body.popleft()
+        self.buffered -= len(chunk)
+        if self._paused and self.buffered < _LOW_WATER and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return chunk
 
-class _Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.used = False
+    async def wait(self, timeout_s: float) -> bool:
+        """Until more arrives or the connection ends; False if `timeout_s` passed first."""
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(timeout_s, _expire, waiter)
+        try:
+            arrived: bool = await waiter
+            return arrived
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+
+    def idle_usable(self) -> bool:
+        return not self.lost and self.transport is not None and not self.transport.is_closing()
 
     def close(self) -> None:
-        self.writer.close()
+        self.lost = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)  # timed out
 
 
 class KeepAliveTransport(httpx.AsyncBaseTransport):
     """HTTP/1.1 only, plain TCP only (upstreams behind TLS use the default httpx transport)."""
 
     def __init__(self, *, connect_timeout_s: float, read_timeout_s: float, max_idle: int) -> None:
+        self.read_timeout_s = read_timeout_s
         self._connect_timeout_s = connect_timeout_s
-        self._read_timeout_s = read_timeout_s
         self._max_idle = max_idle
         self._idle: dict[_Origin, list[_Connection]] = collections.defaultdict(list)
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send one request; return once the status line and headers are in."""
-        origin = (request.url.host, request.url.port or 80)
-        head = _request_head(request)
-        body = request.content
+    async def exchange(self, origin: _Origin, payload: bytes) -> ResponseStream:
+        """Send a whole request (head and body); return once the status and headers are in."""
         while True:
             connection, reused = await self._checkout(origin)
             try:
-                parsed, parser = await self._exchange(connection, head + body)
+                await self._send(connection, payload)
             except _StaleConnection:
                 connection.close()
                 if reused:
@@ -81,54 +159,51 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             except BaseException:
                 connection.close()
                 raise
-            break
-        stream = _ResponseStream(self, origin, connection, parsed, parser, self._read_timeout_s)
-        return httpx.Response(parser.get_status_code(), headers=parsed.headers, stream=stream,
+            return ResponseStream(self, connection)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """The same for an httpx request: an `httpx.Response` streaming the body."""
+        origin = (request.url.host, request.url.port or 80)
+        stream = await self.exchange(origin, _request_head(request) + request.content)
+        return httpx.Response(stream.status, headers=stream.headers, stream=_HttpxStream(stream),
                               request=request)
 
     async def _checkout(self, origin: _Origin) -> tuple[_Connection, bool]:
         idle = self._idle[origin]
         while idle:
             connection = idle.pop()
-            if not connection.reader.at_eof():
+            if connection.idle_usable():
                 return connection, True
             connection.close()
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(*origin), self._connect_timeout_s
-            )
+            async with asyncio.timeout(self._connect_timeout_s):
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(origin), origin[0], origin[1])
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(f"connect to {origin[0]}:{origin[1]} timed out") from exc
         except OSError as exc:
             raise httpx.ConnectError(f"connect to {origin[0]}:{origin[1]}: {exc}") from exc
-        return _Connection(reader, writer), False
+        return connection, False
 
-    async def _exchange(
-        self, connection: _Connection, payload: bytes
-    ) -> tuple[_Parsed, httptools.HttpResponseParser]:
-        parsed = _Parsed()
-        parser = httptools.HttpResponseParser(parsed)
-        parsed.parser = parser
-        try:
-            connection.writer.write(payload)
-            while not parsed.headers_done:
-                data = await asyncio.wait_for(connection.reader.read(65536), self._read_timeout_s)
-                if not data:
-                    raise _StaleConnection
-                parser.feed_data(data)
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout("timed out waiting for the response headers") from exc
-        except (ConnectionResetError, BrokenPipeError) as exc:
-            raise _StaleConnection from exc
-        except httptools.HttpParserError as exc:
-            raise httpx.RemoteProtocolError(f"invalid HTTP response: {exc}") from exc
-        connection.used = True
-        return parsed, parser
+    async def _send(self, connection: _Connection, payload: bytes) -> None:
+        connection.reset()
+        assert connection.transport is not None
+        connection.transport.write(payload)
+        while not connection.headers_done:
+            if connection.error is not None:
+                raise connection.error
+            if connection.lost:
+                if connection.got_bytes:
+                    raise httpx.RemoteProtocolError("server closed the connection mid-headers")
+                raise _StaleConnection
+            if not await connection.wait(self.read_timeout_s):
+                raise httpx.ReadTimeout("timed out waiting for the response headers")
 
-    def release(self, origin: _Origin, connection: _Connection, reusable: bool) -> None:
+    def release(self, connection: _Connection, reusable: bool) -> None:
         """Return a connection after a complete response, or close it."""
-        idle = self._idle[origin]
-        if reusable and len(idle) < self._max_idle:
+        idle = self._idle[connection.origin]
+        if reusable and connection.idle_usable() and len(idle) < self._max_idle:
             idle.append(connection)
         else:
             connection.close()
@@ -141,57 +216,91 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         self._idle.clear()
 
 
-class _StaleConnection(Exception):
-    """The connection died before any response byte arrived."""
+class ResponseStream:
+    """A response whose head is in; its body is read once, whole or as it arrives.
 
+    Closing it before the body is complete closes the connection, which is how an upstream
+    learns that its client went away.
+    """
 
-class _ResponseStream(httpx.AsyncByteStream):
-    """The body as it arrives; closing it early closes the connection (cancels upstream)."""
-
-    def __init__(self, transport: KeepAliveTransport, origin: _Origin, connection: _Connection,
-                 parsed: _Parsed, parser: httptools.HttpResponseParser, read_timeout_s: float):
+    def __init__(self, transport: KeepAliveTransport, connection: _Connection) -> None:
         self._transport = transport
-        self._origin = origin
         self._connection = connection
-        self._parsed = parsed
-        self._parser = parser
-        self._read_timeout_s = read_timeout_s
-        self._done = False
+        self.status = connection.status
+        self.headers = connection.headers
+        self._eof = False  # a close-delimited body has ended
+        self._released = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        parsed, reader = self._parsed, self._connection.reader
+    def header(self, name: bytes) -> str | None:
+        """One header's value (the first), by lower-case name."""
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value.decode("latin-1")
+        return None
+
+    async def read(self) -> bytes:
+        """The whole body."""
+        connection = self._connection
+        while not (connection.complete or self._eof):
+            await self._more()
+        pieces = [connection.take() for _ in range(len(connection.body))]
+        self._release()
+        return b"".join(pieces)
+
+    async def iter_raw(self) -> AsyncIterator[bytes]:
+        """The body in the pieces it arrived in."""
+        connection = self._connection
         while True:
-            while parsed.body:
-                yield parsed.body.popleft()
-            if parsed.complete:
-                self._finish(reusable=parsed.keep_alive)
+            while connection.body:
+                yield connection.take()
+            if connection.complete or self._eof:
+                self._release()
                 return
-            try:
-                data = await asyncio.wait_for(reader.read(65536), self._read_timeout_s)
-            except TimeoutError as exc:
-                raise httpx.ReadTimeout("timed out waiting for the response body") from exc
-            except OSError as exc:
-                raise httpx.ReadError(str(exc)) from exc
-            if not data:
-                if not _has_length(parsed.headers):
-                    self._finish(reusable=False)  # body delimited by connection close
-                    return
-                raise httpx.RemoteProtocolError("peer closed connection without sending "
-                                                "complete message body")
-            try:
-                self._parser.feed_data(data)
-            except httptools.HttpParserError as exc:
-                raise httpx.RemoteProtocolError(f"invalid HTTP body: {exc}") from exc
+            await self._more()
 
-    def _finish(self, *, reusable: bool) -> None:
-        if not self._done:
-            self._done = True
-            self._transport.release(self._origin, self._connection, reusable)
+    async def _more(self) -> None:
+        """Wait for body bytes; a connection that ends here ends a close-delimited body."""
+        connection = self._connection
+        if connection.error is not None:
+            raise connection.error
+        if connection.body or connection.complete:
+            return
+        if connection.lost:
+            if not _has_length(connection.headers):
+                self._eof = True
+                return
+            raise httpx.RemoteProtocolError("peer closed connection without sending complete "
+                                            "message body")
+        if not await connection.wait(self._transport.read_timeout_s):
+            raise httpx.ReadTimeout("timed out waiting for the response body")
+
+    def _release(self) -> None:
+        """Back to the idle stack if the connection can carry another request, else closed."""
+        if not self._released:
+            self._released = True
+            connection = self._connection
+            self._transport.release(connection, connection.complete and connection.keep_alive)
 
     async def aclose(self) -> None:
-        if not self._done:
-            self._done = True
-            self._connection.close()
+        """Hang up unless the response is complete (then the connection may be reused)."""
+        if not self._released:
+            if self._connection.complete:
+                self._release()
+            else:
+                self._released = True
+                self._connection.close()
+
+
+class _HttpxStream(httpx.AsyncByteStream):
+    def __init__(self, stream: ResponseStream) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream.iter_raw():
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 def _has_length(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr
 
 from proxy.backends.base import Backend, UpstreamRequest, UpstreamResponse
-from proxy.backends.http1_transport import KeepAliveTransport
+from proxy.backends.http1_transport import KeepAliveTransport, ResponseStream
 from proxy.errors import BackendUnavailable
 from proxy.redact import basic_auth, redact_text, redact_url, without_userinfo
 
@@ -45,9 +46,31 @@ class OpenAICompatibleBackend(Backend):
             self._headers["authorization"] = f"Bearer {api_key.get_secret_value()}"
         elif (credentials := basic_auth(base_url)) is not None:
             self._headers["authorization"] = credentials
+        # Plain HTTP/1.1 upstreams: each endpoint's request head is built once, and a request
+        # is that head, its length and its body, sent with no httpx objects in between.
+        self._raw: KeepAliveTransport | None = None
+        if isinstance(transport, KeepAliveTransport):
+            self._raw = transport
+            parts = urlsplit(self._base)
+            self._origin = (parts.hostname or "", parts.port or 80)
+            host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+            lines = "".join(f"{name}: {value}\r\n" for name, value in self._headers.items())
+            self._heads = {
+                endpoint: (f"POST {parts.path.rstrip('/')}{path} HTTP/1.1\r\nhost: {host}\r\n"
+                           f"{lines}content-length: ").encode()
+                for endpoint, path in _PATHS.items()
+            }
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """POST the body; return when the status line and headers are in."""
+        if self._raw is not None:
+            body = request.payload.to_json_bytes()
+            payload = b"".join((self._heads[request.endpoint], str(len(body)).encode(),
+                                b"\r\n\r\n", body))
+            try:
+                return _RawResponse(await self._raw.exchange(self._origin, payload))
+            except httpx.HTTPError as exc:
+                raise map_httpx_error(exc) from exc
         http_request = httpx.Request(
             "POST",
             self._base + _PATHS[request.endpoint],
@@ -65,6 +88,39 @@ class OpenAICompatibleBackend(Backend):
     async def aclose(self) -> None:
         """Close the pool's connections (shared by its backends; closing twice is harmless)."""
         await self._transport.aclose()
+
+
+class _RawResponse(UpstreamResponse):
+    def __init__(self, stream: ResponseStream):
+        self._stream = stream
+        self.status_code = stream.status
+        self.content_type = "application/json"
+        for name, value in stream.headers:
+            lowered = name.lower()
+            if lowered == b"content-type":
+                self.content_type = value.decode("latin-1")
+            elif lowered == b"x-sprout-decoding":
+                self.decoding = value.decode("latin-1")
+            elif lowered == b"x-sprout-device":
+                self.device = value.decode("latin-1")
+
+    async def read(self) -> bytes:
+        try:
+            return await self._stream.read()
+        except httpx.HTTPError as exc:
+            raise map_httpx_error(exc) from exc
+        finally:
+            await self._stream.aclose()
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream.iter_raw():
+                yield chunk
+        except httpx.HTTPError as exc:
+            raise map_httpx_error(exc) from exc
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 class _HttpxResponse(UpstreamResponse):
