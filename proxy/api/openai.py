@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from starlette.routing import Route
 
 from proxy.api.body import parse_body, read_body
 from proxy.api.deps import StateDep, get_state
@@ -29,7 +28,7 @@ _MODELS: dict[Endpoint, type[InferenceRequest]] = {
 }
 
 
-async def _serve(request: Request, endpoint: Endpoint) -> Response:
+async def serve(request: Request, endpoint: Endpoint) -> Response:
     """The one pipeline all inference endpoints share."""
     state: AppState = get_state(request)
     serving = state.serving
@@ -72,36 +71,36 @@ def _has_body(request: Request) -> bool:
 @router.post("/chat/completions", summary="Create a chat completion (OpenAI-compatible)")
 async def chat_completions(request: Request) -> Response:
     """Chat completion, plain or streamed."""
-    return await _serve(request, "chat")
+    return await serve(request, "chat")
 
 
 @router.post("/completions", summary="Create a text completion (OpenAI-compatible)")
 async def completions(request: Request) -> Response:
     """Legacy text completion, plain or streamed."""
-    return await _serve(request, "completions")
+    return await serve(request, "completions")
 
 
 @router.post("/embeddings", summary="Create embeddings (OpenAI-compatible)")
 async def embeddings(request: Request) -> Response:
     """Embeddings, passed to a pool that serves them."""
-    return await _serve(request, "embeddings")
+    return await serve(request, "embeddings")
 
 
-# The inference routes are also served as plain Starlette routes placed ahead of the FastAPI
-# ones (which stay for the OpenAPI schema): they take the raw request and need no dependency
-# solving, which is a measurable share of a proxied request (bench/overhead.py).
 @router.post("/responses", summary="Create a response (OpenAI Responses API)")
 async def responses(request: Request) -> Response:
     """A response, plain or streamed as typed events; native or translated from chat."""
-    return await _serve(request, "responses")
+    return await serve(request, "responses")
 
 
-fast_routes = [
-    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-    Route("/v1/completions", completions, methods=["POST"]),
-    Route("/v1/embeddings", embeddings, methods=["POST"]),
-    Route("/v1/responses", responses, methods=["POST"]),
-]
+# The inference routes, answered by `proxy.app.SproutApp` ahead of FastAPI's middleware and
+# routing (the routes above stay for the OpenAPI schema and for a path FastAPI must resolve,
+# such as one under a root path).
+FAST_PATHS: dict[str, Endpoint] = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+    "/v1/responses": "responses",
+}
 
 
 @router.get("/models", summary="List the models the configured pools serve")
