@@ -71,6 +71,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             extensions[OVER_CAPACITY] = {"connections": len(self.connections),
                                          "max_connections": self._max_connections}
         super().on_headers_complete()
+        if self.cycle is not None and self.scope["method"] != "HEAD":  # HEAD writes no body
+            self.cycle.transport = _OneWriteResponses(self.transport)  # type: ignore[assignment]
 
     def _start_headers(self, *, begun: bool) -> None:
         self._stop_headers()
@@ -103,3 +105,40 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                              b"content-length: %d\r\nconnection: close\r\n\r\n%s"
                              % (status, reason, len(body), body))
         self.transport.close()
+
+
+class _OneWriteResponses:
+    """The transport as a response cycle sees it: a sized head waits for its body.
+
+    A head with a Content-Length goes out with the body, in one write (one send(2) instead of
+    two per plain answer). Streamed (chunked) heads go out at once, as do `100 Continue`
+    lines. Everything else is the real transport's.
+    """
+
+    __slots__ = ("_head", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        """Hold a sized response head; send it with what follows."""
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head + data)
+        elif (data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 100 ")
+              and b"\r\ncontent-length: " in data):
+            self._head = data
+        else:
+            self._transport.write(data)
+
+    def close(self) -> None:
+        """Send a held head (a body-less answer), then close."""
+        if self._head is not None:
+            self._transport.write(self._head)
+            self._head = None
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
