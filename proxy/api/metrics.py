@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -53,28 +53,40 @@ class Metrics:
             ("key_id", "reason"), registry=self.registry)
         self.latency = Histogram("sprout_latency_ms", "Total latency", ("endpoint",),
                                  buckets=_MS_BUCKETS, registry=self.registry)
+        # Each row's labelled children, by label values: prometheus_client's `labels()` checks
+        # and locks on every call, a dict lookup does not (the label sets are few).
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def _child(self, metric: Counter | Histogram, *values: str) -> Any:
+        key = (metric, *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def observe(self, row: LedgerRow) -> None:
         """Count one finished row (called by the ledger writer's submit)."""
         pool = row.pool or ""
         level = row.directive_level or ""
-        self.requests.labels(row.endpoint, row.status, pool, level).inc()
+        child = self._child
+        child(self.requests, row.endpoint, row.status, pool, level).inc()
         if row.prompt_tokens:
-            self.tokens.labels(pool, "prompt").inc(row.prompt_tokens)
+            child(self.tokens, pool, "prompt").inc(row.prompt_tokens)
         if row.completion_tokens:
-            self.tokens.labels(pool, "completion").inc(row.completion_tokens)
+            child(self.tokens, pool, "completion").inc(row.completion_tokens)
         if row.energy_j is not None:
-            self.energy.labels(pool, level, row.energy_method or "").inc(row.energy_j)
+            child(self.energy, pool, level, row.energy_method or "").inc(row.energy_j)
         if row.operational_g_co2e is not None:
-            self.carbon.labels(pool, level, "operational").inc(row.operational_g_co2e)
+            child(self.carbon, pool, level, "operational").inc(row.operational_g_co2e)
         if row.embodied_g_co2e is not None:
-            self.carbon.labels(pool, level, "embodied").inc(row.embodied_g_co2e)
+            child(self.carbon, pool, level, "embodied").inc(row.embodied_g_co2e)
         if row.overhead_ms is not None:
-            self.overhead.labels(row.endpoint).observe(row.overhead_ms)
+            child(self.overhead, row.endpoint).observe(row.overhead_ms)
         if row.ttft_ms is not None:
-            self.ttft.labels(pool).observe(row.ttft_ms)
-        self.latency.labels(row.endpoint).observe(row.latency_ms)
+            child(self.ttft, pool).observe(row.ttft_ms)
+        child(self.latency, row.endpoint).observe(row.latency_ms)
         if row.error_type in _LIMIT_CODES and row.api_key_id is not None:
+            # Keyed by API key: not cached, so a stream of keys cannot grow the dict.
             self.key_refusals.labels(row.api_key_id, row.error_type).inc()
 
     def watch(self, state: AppState) -> None:

@@ -13,6 +13,7 @@ A device id names one energy counter fleet-wide. Rows and samples meet on it:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from urllib.parse import urlsplit
 
 from proxy.pools.config import PoolConfig
@@ -36,6 +37,7 @@ class MeterTarget:
         return (self.spec, self.url, self.device_id)
 
 
+@functools.lru_cache(maxsize=4096)  # per request; the URLs are the configured backends
 def backend_device(url: str) -> str:
     """The device id of a backend that names none (credentials in its URL hidden)."""
     return f"backend:{redact_url(url)}"
