@@ -24,6 +24,8 @@ def next_boundary(buffer: bytes | bytearray, start: int) -> tuple[int, int]:
 
 def event_data(event: bytes) -> bytes | None:
     """The joined `data:` lines of one event (None for comments / other fields only)."""
+    if event.startswith(b"data: ") and b"\n" not in event:  # the usual one-line event
+        return event[6:]
     parts = [
         line[5:].lstrip(b" ")
         for line in event.splitlines()
@@ -74,22 +76,38 @@ class SSETap:
         self.end_offset: int | None = None
 
     def feed(self, chunk: bytes) -> bytes:
-        """Forwardable bytes for the complete events now buffered."""
-        self._buffer += chunk
-        out = bytearray()
-        start = 0
+        """Forwardable bytes for the complete events now buffered.
+
+        Usually a chunk is whole events and every one is kept: then the chunk itself is
+        returned, uncopied.
+        """
+        if self._buffer:
+            self._buffer += chunk
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        else:
+            data = chunk
+        crlf = b"\r" in data
+        pieces: list[bytes] = []
+        kept_from = start = 0  # kept_from: the start of the run of kept events being built
         while True:
-            index, width = next_boundary(self._buffer, start)
+            if crlf:
+                index, width = next_boundary(data, start)
+            else:
+                index, width = data.find(b"\n\n", start), 2
             if index == -1:
                 break
             end = index + width
-            event = bytes(self._buffer[start:end])
-            if self._keep(event[: index - start]):
-                out += event
+            if not self._keep(data[start:index]):
+                pieces.append(data[kept_from:start])
+                kept_from = end
             start = end
-        if start:
-            del self._buffer[:start]
-        return bytes(out)
+        if start < len(data):
+            self._buffer += data[start:]
+        if not pieces:
+            return data if start == len(data) and not kept_from else data[kept_from:start]
+        pieces.append(data[kept_from:start])
+        return b"".join(pieces)
 
     def finish(self) -> bytes:
         """Whatever is left when the upstream ends (a last event without its blank line)."""
