@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # SIGTERM: in-flight requests may finish for this long; the rest then end with a 503 in
     # OpenAI's envelope (an error event for a stream) and a row that says so.
     shutdown_grace_s: float = Field(default=30.0, ge=0)
+    # An event-loop lag this long is logged with the collections and jobs of its moment
+    # (`sprout_event_loop_lag_ms` counts every lag; proxy/server/loopwatch.py).
+    loop_stall_warn_ms: float = Field(default=100.0, gt=0)
 
     # Auth: the master key may call everything; virtual keys live hashed in `api_keys`.
     master_key: SecretStr | None = None

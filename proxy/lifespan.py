@@ -61,6 +61,7 @@ from proxy.routing.cost import SLO
 from proxy.routing.planner import JointPlanner
 from proxy.routing.predict import InputEstimator, LatencyTracker, OutputPredictor
 from proxy.routing.router import PoolStatic, Router, RoutingConfig
+from proxy.server.loopwatch import LoopWatch
 from proxy.serving.capture import CapturePolicy
 from proxy.serving.directing import Director
 from proxy.serving.flights import InFlight
@@ -261,10 +262,14 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
             provider=reoptimiser.provider, leader=leader, catalogues=catalogues,
             history=history)
         jobs.append(("evaluate", evaluation.tick, settings.evaluator_interval_s))
-    scheduler = start_scheduler(jobs)
+    running_jobs: set[str] = set()
+    scheduler = start_scheduler(jobs, running_jobs)
     sampler.start()
+    watch = LoopWatch(metrics.registry, warn_ms=settings.loop_stall_warn_ms,
+                      running_jobs=lambda: sorted(running_jobs))
+    watch.start()
     state = AppState(settings, engine, ledger, keys, registry, serving, holder, reoptimiser,
-                     carbon, metrics, settlement, heartbeat, usage)
+                     carbon, metrics, settlement, heartbeat, usage, watch)
     metrics.watch(state)
     # Everything built so far (litellm alone is ~0.5M objects) lives as long as the process:
     # out of the collector's reach, a full collection takes ~0 ms instead of ~400 ms with the
@@ -273,6 +278,7 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     try:
         yield {"sprout": state}
     finally:
+        watch.stop()
         scheduler.shutdown(wait=False)
         await settlement.aclose()
         await sampler.aclose()

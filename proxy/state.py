@@ -17,6 +17,7 @@ from proxy.jobs.reoptimise import Reoptimiser
 from proxy.limits.usage import KeyUsage
 from proxy.optimiser.allocation import AllocationHolder
 from proxy.pools.registry import PoolRegistry
+from proxy.server.loopwatch import LoopWatch
 from proxy.serving.service import Serving
 
 
@@ -37,3 +38,4 @@ class AppState:
     settlement: SettlementJob
     heartbeat: Heartbeat
     usage: KeyUsage
+    loop_watch: LoopWatch

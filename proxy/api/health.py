@@ -22,6 +22,9 @@ async def health(state: StateDep) -> dict[str, Any]:
         "replica": {"id": state.heartbeat.replica_id, "index": state.heartbeat.index,
                     "live_replicas": state.heartbeat.live, "leader": state.settlement.leading},
         "settlement": dataclasses.asdict(state.settlement.stats),
+        # The worst event-loop lag since start, and how many passed the warning threshold.
+        "event_loop": {"max_lag_ms": round(state.loop_watch.max_lag_ms, 1),
+                       "stalls": state.loop_watch.stalls},
         "pools": [
             {
                 "name": pool.name,
