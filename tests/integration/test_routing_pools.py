@@ -191,7 +191,11 @@ def test_joint_lp_places_traffic_and_the_router_follows(start_proxy, upstream, p
          pool(a100, "a100", "a100", accounting={"meter": "estimate", "hardware": "a100",
                                                 "embodied_device": "a100-instance-share"})],
         pg_url, routing_policy="joint")
-    # The start-up solve planned with the prior answer length (272 tokens): the A100.
+    # The start-up solve planned with the prior answer length (272 tokens): the A100. It is
+    # the scheduler's first run of the job, so wait for it: on a loaded machine it can come
+    # after the first requests, and then plans with their learnt length instead.
+    _wait(lambda: httpx.get(proxy.root + "/admin/optimiser", headers=ADMIN).json()["runs"],
+          timeout_s=30)
     before = [chat(proxy, SHORT) for _ in range(3)]
     assert before == ["a100"] * 3
     solved = httpx.post(proxy.root + "/admin/optimiser/solve", headers=ADMIN).json()
