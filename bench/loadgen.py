@@ -17,6 +17,7 @@ class Sample:
     ttfb_s: float
     total_s: float
     status: int
+    at_s: float = 0.0  # when it was sent (perf_counter)
 
 
 # What marks the first generated token in a streamed body: chat/completions deltas by default;
@@ -62,7 +63,7 @@ class Connection:
             await self.reader.readexactly(length)
             first_s = time.perf_counter() - started
         total = time.perf_counter() - started
-        return Sample(first_s or total, total, status)
+        return Sample(first_s or total, total, status, started)
 
     def close(self) -> None:
         self.writer.close()

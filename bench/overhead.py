@@ -5,8 +5,18 @@ Scenarios: `chat` (chat completions, all three); `responses` (the Responses API 
 sprout's translation to the stub's chat completions, against the stub's chat called
 directly); `responses-native` (passed through to the stub's own /v1/responses, against that
 called directly). Responses requests store their answer (the default), so that write counts.
+Plain answers carry 5 tokens, streams `--stream-tokens` chunks (20).
 
     .venv/bin/python bench/overhead.py [--requests 1000] [--duration 8] [--concurrency 32]
+        [--scenarios chat] [--baseline REV] [--no-pin]
+
+For each target: latency (streams: time to the first token) at c=1 and c=N as p50, p99 and
+p99.9; throughput at c=N; the proxy's CPU per request (user + system, its process and its
+children, from /proc); and a plot of every c=N request's latency against the time it was sent
+(`overhead_timeline.png`), where an event-loop stall shows as a column of slow requests.
+`--baseline REV` also runs sprout-proxy as of git revision REV (a throwaway worktree, the same
+virtualenv), side by side. With two or more cores the proxies under test share the last core
+and the stub and this load generator the others (`--no-pin` to turn that off), as in #16.
 
 The LiteLLM proxy runs from its own virtualenv (`--litellm-venv`, default .venv-bench; made with
 `python3 -m venv .venv-bench && .venv-bench/bin/pip install 'litellm[proxy]'`) so its pins do not
@@ -17,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
 import os
@@ -24,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -34,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from bench.loadgen import (  # noqa: E402
     CHAT_TOKEN,
     RESPONSES_TOKEN,
+    Sample,
     build_request,
     closed_loop,
     median_ms,
@@ -51,6 +64,7 @@ RESPONSES_BODY = {"model": "fake-model", "max_output_tokens": 5,
                   "input": "Say five words about the grid."}
 # (scenario, target, path, body, what marks the first token); the first run of a scenario's
 # "direct" target is its baseline (`responses` compares with the stub's chat, the same work).
+# "sprout" stands for every sprout target (this tree, and `--baseline`'s revision).
 RUNS: list[tuple[str, str, str, dict[str, object], tuple[bytes, ...]]] = [
     ("chat", "direct", "/chat/completions", BODY, CHAT_TOKEN),
     ("chat", "sprout", "/chat/completions", BODY, CHAT_TOKEN),
@@ -60,8 +74,25 @@ RUNS: list[tuple[str, str, str, dict[str, object], tuple[bytes, ...]]] = [
     ("responses-native", "sprout", "/responses", RESPONSES_BODY | {"model": "fake-native"},
      RESPONSES_TOKEN),
 ]
+# What the stream scenarios ask for instead of 5 tokens (one chunk per token).
+STREAM_LENGTH = {"chat": "max_tokens", "responses": "max_output_tokens",
+                 "responses-native": "max_output_tokens"}
 BASELINES = {"chat": ("chat", "direct"), "responses": ("chat", "direct"),
              "responses-native": ("responses-native", "direct")}
+
+
+@contextlib.contextmanager
+def affinity(cpus: set[int] | None) -> Iterator[None]:
+    """Processes started inside inherit `cpus` (None: no change)."""
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def start_litellm(venv: Path, stub_url: str, work: Path) -> subprocess.Popen[bytes] | None:
@@ -121,63 +152,169 @@ def cpu_s(pid: int) -> float:
 
 
 async def measure(targets: dict[str, str], args: argparse.Namespace,
-                  pids: dict[str, int] | None = None) -> list[dict[str, object]]:
+                  pids: dict[str, int] | None = None,
+                  timelines: dict[tuple[str, str, str], list[Sample]] | None = None,
+                  ) -> list[dict[str, object]]:
     """Each target at c=1 and c=N; CPU per request of the proxy's processes (from /proc)."""
     pids = pids or {}
     results: list[dict[str, object]] = []
+    n = args.concurrency
     for stream in (False, True):
-        for scenario, name, path, document, token in RUNS:
-            if name not in targets:
+        for scenario, kind, path, document, token in RUNS:
+            if scenario not in args.scenarios:
                 continue
-            body = json.dumps(document | ({"stream": True} if stream else {})).encode()
-            url = targets[name] + path
-            raw = build_request(url, body, KEY)
-            one = await sequential(url, raw, args.requests, stream=stream, token=token)
-            pid = pids.get(name)
-            cpu_before = cpu_s(pid) if pid else 0.0
-            rps, many = await closed_loop(url, raw, args.concurrency, args.duration,
-                                          stream=stream, token=token)
-            cpu_ms = (cpu_s(pid) - cpu_before) * 1000 / max(len(many), 1) if pid else None
-            results.append({
-                "scenario": scenario, "target": name, "mode": "stream" if stream else "plain",
-                "c1_ttft_p50_ms": median_ms([s.ttfb_s for s in one]),
-                "c1_ttft_p99_ms": percentile_ms([s.ttfb_s for s in one], 99),
-                "c1_total_p50_ms": median_ms([s.total_s for s in one]),
-                "c1_total_p99_ms": percentile_ms([s.total_s for s in one], 99),
-                f"c{args.concurrency}_rps": rps,
-                f"c{args.concurrency}_p50_ms": median_ms([s.total_s for s in many]),
-                "requests": len(one) + len(many) + 20 + args.concurrency,
-                "cpu_ms_per_request": cpu_ms,
-            })
-            print(f"  {scenario:16s} {name:8s} {results[-1]['mode']:6s} p50 "
-                  f"{results[-1]['c1_total_p50_ms']:.3f} ms, {rps:.0f} req/s", flush=True)
+            names = [t for t in targets if t == kind or (kind == "sprout" and
+                                                         t.startswith("sprout"))]
+            for name in names:
+                extra = ({"stream": True, STREAM_LENGTH[scenario]: args.stream_tokens}
+                         if stream else {})
+                body = json.dumps(document | extra).encode()
+                url = targets[name] + path
+                raw = build_request(url, body, KEY)
+                one = await sequential(url, raw, args.requests, stream=stream, token=token)
+                pid = pids.get(name)
+                cpu_before = cpu_s(pid) if pid else 0.0
+                rps, many = await closed_loop(url, raw, n, args.duration,
+                                              stream=stream, token=token)
+                cpu_ms = (cpu_s(pid) - cpu_before) * 1000 / max(len(many), 1) if pid else None
+                mode = "stream" if stream else "plain"
+                if timelines is not None:
+                    timelines[scenario, name, mode] = many
+                first = [s.ttfb_s for s in one]
+                loaded = [s.ttfb_s if stream else s.total_s for s in many]
+                results.append({
+                    "scenario": scenario, "target": name, "mode": mode,
+                    "c1_p50_ms": median_ms(first),
+                    "c1_p99_ms": percentile_ms(first, 99),
+                    "c1_p999_ms": percentile_ms(first, 99.9),
+                    "c1_total_p50_ms": median_ms([s.total_s for s in one]),
+                    f"c{n}_rps": rps,
+                    f"c{n}_p50_ms": median_ms(loaded),
+                    f"c{n}_p99_ms": percentile_ms(loaded, 99),
+                    f"c{n}_p999_ms": percentile_ms(loaded, 99.9),
+                    "requests": len(one) + len(many) + 20 + n,
+                    "cpu_ms_per_request": cpu_ms,
+                })
+                row = results[-1]
+                print(f"  {scenario:16s} {name:15s} {mode:6s} c=1 p50 {row['c1_p50_ms']:.3f} "
+                      f"p99 {row['c1_p99_ms']:.3f} ms; c={n} {rps:.0f} req/s p50 "
+                      f"{row[f'c{n}_p50_ms']:.1f} p99 {row[f'c{n}_p99_ms']:.1f} ms"
+                      + (f"; CPU {cpu_ms:.3f} ms/req" if cpu_ms is not None else ""),
+                      flush=True)
     return results
 
 
 def report(results: list[dict[str, object]], concurrency: int) -> str:
-    rps_key = f"c{concurrency}_rps"
+    n = concurrency
     lines = []
     for mode in ("plain", "stream"):
         rows = {(str(r["scenario"]), str(r["target"])): r for r in results if r["mode"] == mode}
-        lines.append(f"\n{mode} (c=1: {'TTFT' if mode == 'stream' else 'latency'}; "
-                     f"c={concurrency}: throughput)")
-        lines.append(f"{'scenario':17s} {'target':8s} {'p50 ms':>8s} {'p99 ms':>8s} "
-                     f"{'+p50 ms':>8s} {'+p99 ms':>8s} {'req/s':>8s} {'vs litellm':>10s} "
-                     f"{'CPU ms/req':>10s}")
+        if not rows:
+            continue
+        lines.append(f"\n{mode} ({'time to first token' if mode == 'stream' else 'latency'}"
+                     f", ms; +: added to the direct stub's)")
+        lines.append(f"{'scenario':17s} {'target':15s} {'c1 p50':>7s} {'p99':>7s} "
+                     f"{'p99.9':>7s} {'+p50':>6s} {'+p99':>6s} {f'c{n} p50':>8s} {'p99':>7s} "
+                     f"{'p99.9':>7s} {'req/s':>7s} {'vs litellm':>10s} {'CPU ms/req':>10s}")
+        litellm = rows.get(("chat", "litellm"))
         for (scenario, name), row in rows.items():
-            direct = rows[BASELINES[scenario]]
-            p50, p99 = float(row["c1_ttft_p50_ms"]), float(row["c1_ttft_p99_ms"])  # type: ignore[arg-type]
-            added50 = p50 - float(direct["c1_ttft_p50_ms"])  # type: ignore[arg-type]
-            added99 = p99 - float(direct["c1_ttft_p99_ms"])  # type: ignore[arg-type]
-            ratio = ""
-            if ("chat", "litellm") in rows:
-                ratio = f"{float(row[rps_key]) / float(rows['chat', 'litellm'][rps_key]):.1f}x"  # type: ignore[arg-type]
+            direct = rows.get(BASELINES[scenario], row)
+            v = {k: float(x) for k, x in row.items()  # type: ignore[arg-type]
+                 if isinstance(x, int | float) and not isinstance(x, bool)}
+            ratio = f"{v[f'c{n}_rps'] / float(litellm[f'c{n}_rps']):.1f}x" if litellm else ""  # type: ignore[arg-type]
             cpu = row.get("cpu_ms_per_request")
             cpu_text = f"{float(cpu):10.3f}" if cpu is not None else f"{'':>10s}"  # type: ignore[arg-type]
-            lines.append(f"{scenario:17s} {name:8s} {p50:8.3f} {p99:8.3f} {added50:8.3f} "
-                         f"{added99:8.3f} "
-                         f"{float(row[rps_key]):8.0f} {ratio:>10s} {cpu_text}")  # type: ignore[arg-type]
+            lines.append(
+                f"{scenario:17s} {name:15s} {v['c1_p50_ms']:7.3f} {v['c1_p99_ms']:7.3f} "
+                f"{v['c1_p999_ms']:7.3f} {v['c1_p50_ms'] - float(direct['c1_p50_ms']):+6.2f} "  # type: ignore[arg-type]
+                f"{v['c1_p99_ms'] - float(direct['c1_p99_ms']):+6.2f} "  # type: ignore[arg-type]
+                f"{v[f'c{n}_p50_ms']:8.2f} {v[f'c{n}_p99_ms']:7.2f} {v[f'c{n}_p999_ms']:7.2f} "
+                f"{v[f'c{n}_rps']:7.0f} {ratio:>10s} {cpu_text}")
     return "\n".join(lines)
+
+
+def targets_met(results: list[dict[str, object]], concurrency: int) -> str:
+    """#16's targets for each sprout target, chat scenario, as measured in this run."""
+    n = concurrency
+    rows = {(str(r["target"]), str(r["mode"])): r for r in results if r["scenario"] == "chat"}
+    lines = ["\ntargets (#16), chat:"]
+
+    def f(target: str, mode: str, key: str) -> float:
+        return float(rows[target, mode][key])  # type: ignore[arg-type]
+
+    for target in sorted({t for t, _ in rows if t.startswith("sprout")}):
+        # (what, measured, limit, whether the measure must stay at or under the limit)
+        checks: list[tuple[str, float, float, bool]] = [
+            (f"c={n} plain: p99 <= 2 x p50 (ms)", f(target, "plain", f"c{n}_p99_ms"),
+             2 * f(target, "plain", f"c{n}_p50_ms"), True)]
+        if ("direct", "plain") in rows:
+            checks.append((f"c={n} plain: p99 <= direct's + 10 ms",
+                           f(target, "plain", f"c{n}_p99_ms"),
+                           f("direct", "plain", f"c{n}_p99_ms") + 10, True))
+            checks.append(("c=1 plain: p99 <= direct's + 1.5 ms", f(target, "plain", "c1_p99_ms"),
+                           f("direct", "plain", "c1_p99_ms") + 1.5, True))
+        for mode, limit in (("plain", 0.4), ("stream", 0.8)):
+            cpu = rows[target, mode].get("cpu_ms_per_request")
+            if cpu is not None:
+                checks.append((f"CPU per request, {mode} (ms)", float(cpu), limit, True))  # type: ignore[arg-type]
+            if ("litellm", mode) in rows:
+                checks.append((f"c={n} {mode}: req/s, times LiteLLM's",
+                               f(target, mode, f"c{n}_rps") / f("litellm", mode, f"c{n}_rps"),
+                               25.0, False))
+        for what, measured, limit, at_most in checks:
+            met = measured <= limit if at_most else measured >= limit
+            lines.append(f"  {target:15s} {what:40s} {measured:9.3f} {'<=' if at_most else '>='}"
+                         f" {limit:9.3f}  {'met' if met else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def plot_timelines(timelines: dict[tuple[str, str, str], list[Sample]], path: Path) -> None:
+    """Every c=N request's latency against when it was sent: stalls are columns of dots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted(timelines)
+    figure, axes = plt.subplots(len(keys), 1, figsize=(10, 2.2 * len(keys)), squeeze=False)
+    for axis, key in zip(axes[:, 0], keys, strict=True):
+        samples = timelines[key]
+        if not samples:
+            continue
+        origin = min(s.at_s for s in samples)
+        stream = key[2] == "stream"
+        axis.scatter([s.at_s - origin for s in samples],
+                     [(s.ttfb_s if stream else s.total_s) * 1000 for s in samples], s=1)
+        axis.set_yscale("log")
+        axis.set_title(" / ".join(key), fontsize=9)
+        axis.set_ylabel("ms")
+    axes[-1, 0].set_xlabel("seconds into the c=N run")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def start_sprout(root: Path, stub_url: str, database_url: str, work: Path, name: str,
+                 settings: list[str]) -> ChildProcess:
+    """sprout-proxy from the source tree at `root` (this one, or a baseline's worktree)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_")}
+    env |= {"PROXY_MASTER_KEY": KEY, "PROXY_LEDGER_SPILL_PATH": str(work / f"{name}-spill.jsonl"),
+            "PROXY_LEDGER_JOURNAL_DIR": str(work / f"{name}-journal"),
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(root),
+            # A second pool over the same stub that serves /v1/responses natively.
+            "PROXY_POOLS": json.dumps([{
+                "name": "native", "kind": "openai", "base_urls": [stub_url],
+                "endpoints": ["responses"],
+                "models": [{"name": "fake-native", "upstream_name": "fake-model"}]}])}
+    env |= dict(setting.split("=", 1) for setting in settings)
+    process = ChildProcess(
+        ["-m", "proxy", "serve", "--upstream", stub_url, "--model", "fake-model",
+         "--port", str(port), "--database-url", database_url, "--log-level", "warning"],
+        f"http://127.0.0.1:{port}/health", env=env, log_path=work / f"{name}.log", cwd=root,
+    ).start()
+    process.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+    return process
 
 
 def main() -> int:
@@ -185,6 +322,13 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1000, help="sequential requests (c=1)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per c=N run")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--stream-tokens", type=int, default=20, help="chunks per stream")
+    parser.add_argument("--scenarios", default="chat,responses,responses-native",
+                        help="comma-separated: chat, responses, responses-native")
+    parser.add_argument("--baseline", metavar="REV", action="append", default=[],
+                        help="also measure sprout-proxy at this git revision (repeatable)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not give the proxies under test a core of their own")
     parser.add_argument("--litellm-venv", type=Path, default=ROOT / ".venv-bench")
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument("--proxy-setting", action="append", default=[], metavar="PROXY_X=V",
@@ -192,53 +336,70 @@ def main() -> int:
                              "PROXY_SETTLEMENT_INTERVAL_S=3600 to see what settlement costs")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
+    args.scenarios = set(args.scenarios.split(","))
 
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = not args.no_pin and len(cpus) >= 2
+    proxy_cpus = {cpus[-1]} if pinned else None
+    load_cpus = set(cpus[:-1]) if pinned else None
     work = Path(tempfile.mkdtemp(prefix="sprout-bench-"))
     postgres = PostgresServer()
     postgres.init()
     postgres.start()
-    processes: list[object] = []
+    processes: list[ChildProcess] = []
+    worktrees: list[Path] = []
+    litellm = None
     try:
         stub_port = free_port()
-        # The scripted upstream that also serves /v1/responses itself.
-        stub = ChildProcess(["-m", "proxy.fakes.responses_upstream", "--port", str(stub_port)],
-                            f"http://127.0.0.1:{stub_port}/v1/models").start()
+        with affinity(load_cpus):
+            # The scripted upstream that also serves /v1/responses itself.
+            stub = ChildProcess(["-m", "proxy.fakes.responses_upstream", "--port",
+                                 str(stub_port)], f"http://127.0.0.1:{stub_port}/v1/models",
+                                cwd=ROOT).start()
         processes.append(stub)
         stub_url = f"http://127.0.0.1:{stub_port}/v1"
-        database_url = postgres.create_database()
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_")}
-        env |= {"PROXY_MASTER_KEY": KEY, "PROXY_LEDGER_SPILL_PATH": str(work / "spill.jsonl"),
-                "PROXY_LEDGER_JOURNAL_DIR": str(work / "journal"),
-                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                # A second pool over the same stub that serves /v1/responses natively.
-                "PROXY_POOLS": json.dumps([{
-                    "name": "native", "kind": "openai", "base_urls": [stub_url],
-                    "endpoints": ["responses"],
-                    "models": [{"name": "fake-native", "upstream_name": "fake-model"}]}])}
-        env |= dict(setting.split("=", 1) for setting in args.proxy_setting)
-        sprout = ChildProcess(
-            ["-m", "proxy", "serve", "--upstream", stub_url, "--model", "fake-model",
-             "--port", str(port), "--database-url", database_url, "--log-level", "warning"],
-            f"http://127.0.0.1:{port}/health", env=env, log_path=work / "sprout.log",
-        ).start()
-        processes.append(sprout)
-        targets = {"direct": stub_url, "sprout": f"http://127.0.0.1:{port}/v1"}
-        litellm = None if args.skip_litellm else start_litellm(args.litellm_venv, stub_url, work)
+        trees = {"sprout": ROOT}
+        for rev in args.baseline:
+            tree = work / f"baseline-{rev}"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev],
+                           check=True, capture_output=True)
+            worktrees.append(tree)
+            trees[f"sprout@{rev[:10]}"] = tree
+        targets = {"direct": stub_url}
+        pids: dict[str, int] = {}
+        databases: dict[str, str] = {}
+        sprouts: dict[str, ChildProcess] = {}
+        with affinity(proxy_cpus):
+            for name, tree in trees.items():
+                databases[name] = postgres.create_database()
+                sprout = start_sprout(tree, stub_url, databases[name], work,
+                                      name.replace("@", "-"), args.proxy_setting)
+                processes.append(sprout)
+                sprouts[name] = sprout
+                targets[name] = sprout.url + "/v1"  # type: ignore[attr-defined]
+                assert sprout.process is not None
+                pids[name] = sprout.process.pid
+            litellm = None if args.skip_litellm else start_litellm(args.litellm_venv, stub_url,
+                                                                   work)
         if litellm is not None:
             targets["litellm"] = litellm.url  # type: ignore[attr-defined]
-        print(f"measuring {', '.join(targets)} (this machine: {os.cpu_count()} cores)")
-        pids = {"sprout": sprout.process.pid} if sprout.process else {}
-        if litellm is not None:
             pids["litellm"] = litellm.pid
-        results = asyncio.run(measure(targets, args, pids))
+        print(f"measuring {', '.join(targets)} (this machine: {os.cpu_count()} cores; "
+              + (f"proxies on CPU {sorted(proxy_cpus or ())}, stub and load on "
+                 f"{sorted(load_cpus or ())})" if pinned else "not pinned)"), flush=True)
+        timelines: dict[tuple[str, str, str], list[Sample]] = {}
+        with affinity(load_cpus):
+            results = asyncio.run(measure(targets, args, pids, timelines))
 
-        sent = sum(int(r["requests"]) for r in results if r["target"] == "sprout")  # type: ignore[call-overload]
-        rows = len(wait_rows(database_url, sent, timeout_s=60))
-        health = httpx.get(f"http://127.0.0.1:{port}/health").json()["ledger"]
+        ledger_lines = []
+        for name, sprout in sprouts.items():
+            sent = sum(int(r["requests"]) for r in results if r["target"] == name)  # type: ignore[call-overload]
+            rows = len(wait_rows(databases[name], sent, timeout_s=60))
+            health = httpx.get(sprout.url + "/health").json()["ledger"]  # type: ignore[attr-defined]
+            ledger_lines.append(f"{name} ledger: {rows} rows for {sent} requests, "
+                                f"dropped_rows={health['dropped_rows']}")
         table = report(results, args.concurrency)
-        summary = (f"{table}\n\nsprout ledger: {rows} rows for {sent} requests, "
-                   f"dropped_rows={health['dropped_rows']}")
+        summary = "\n".join([table, targets_met(results, args.concurrency), "", *ledger_lines])
         print(summary)
         args.out.mkdir(parents=True, exist_ok=True)
         with (args.out / "overhead.csv").open("w", newline="") as handle:
@@ -246,13 +407,17 @@ def main() -> int:
             writer.writeheader()
             writer.writerows(results)
         (args.out / "overhead.txt").write_text(summary + "\n")
+        plot_timelines(timelines, args.out / "overhead_timeline.png")
     finally:
         for process in processes:
-            process.stop()  # type: ignore[attr-defined]
-        if "litellm" in locals() and litellm is not None:
+            process.stop()
+        if litellm is not None:
             litellm.terminate()
             litellm.wait(timeout=20)
         postgres.destroy()
+        for tree in worktrees:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                           capture_output=True)
     return 0
 
 
