@@ -226,6 +226,9 @@ async def _leg(engine: Engine, store: KVStore, address: KVAddress, request: Requ
                                                         sampling, store)
         except KVFull as exc:
             return _error(503, str(exc), None, code="kv_store_full")
+        if entry is not None and await request.is_disconnected():
+            store.release(entry.entry_id)  # the router went away: nobody will pull it
+            return Response(status_code=499)
         document = _document(engine, kind, model, generation)
         document["kv_transfer_params"] = prefill_answer(address, entry)
         return JSONResponse(document, headers={
