@@ -6,7 +6,6 @@ connector does; every body it receives is checked field by field.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
