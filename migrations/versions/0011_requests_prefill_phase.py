@@ -40,11 +40,14 @@ COLUMNS = (
 UNSETTLED = "prefill_energy_method = 'provisional'"
 
 
+# Plain ADD / DROP COLUMN, never batch mode: on SQLite a batch copies the table, which would
+# drop 0010's rollup triggers with it.
+
+
 def upgrade() -> None:
     """Apply."""
-    with op.batch_alter_table('requests', schema=None) as batch_op:
-        for name, kind in COLUMNS:
-            batch_op.add_column(sa.Column(name, kind, nullable=True))
+    for name, kind in COLUMNS:
+        op.add_column('requests', sa.Column(name, kind, nullable=True))
     op.create_index('ix_requests_prefill_unsettled', 'requests',
                     ['prefill_device_id', 'served_at'], unique=False,
                     postgresql_where=sa.text(UNSETTLED), sqlite_where=sa.text(UNSETTLED))
@@ -54,6 +57,8 @@ def downgrade() -> None:
     """Revert."""
     op.drop_index('ix_requests_prefill_unsettled', table_name='requests',
                   postgresql_where=sa.text(UNSETTLED), sqlite_where=sa.text(UNSETTLED))
-    with op.batch_alter_table('requests', schema=None) as batch_op:
-        for name, _kind in reversed(COLUMNS):
-            batch_op.drop_column(name)
+    for name, _kind in reversed(COLUMNS):
+        if op.get_context().dialect.name == 'sqlite':  # SQLite >= 3.35 drops in place
+            op.execute(f'ALTER TABLE requests DROP COLUMN {name}')
+        else:
+            op.drop_column('requests', name)
