@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import random
@@ -24,7 +25,7 @@ from proxy.accounting.settlement import SettlementConfig, SettlementJob
 from proxy.accounting.spill import SpillFile
 from proxy.api.metrics import Metrics
 from proxy.auth.keys import KeyRing, load_virtual_keys, resolve_master_key
-from proxy.backends.factory import build_backends
+from proxy.backends.factory import build_pools
 from proxy.carbon.base import CarbonIntensityProvider
 from proxy.carbon.cache import CachedProvider, FallbackChain
 from proxy.carbon.electricitymaps import ElectricityMapsProvider
@@ -58,6 +59,7 @@ from proxy.pools.health import HealthChecker
 from proxy.pools.profile import pool_embodied_g_per_s, pool_profile
 from proxy.pools.registry import Pool, PoolRegistry
 from proxy.routing.cost import SLO
+from proxy.routing.disaggregation import KVTransfer
 from proxy.routing.planner import JointPlanner
 from proxy.routing.predict import InputEstimator, LatencyTracker, OutputPredictor
 from proxy.routing.router import PoolStatic, Router, RoutingConfig
@@ -113,6 +115,8 @@ def pool_accounts(pools: list[Pool], carbon: CarbonService) -> dict[str, PoolAcc
     """Each pool's profile, model size, region, PUE and embodied rate (its regions served)."""
     accounts = {}
     for pool in pools:
+        if pool.config.decode_pool is not None:
+            continue
         accounting = pool.config.accounting
         if accounting.region:
             carbon.add_region(accounting.region)
@@ -121,6 +125,11 @@ def pool_accounts(pools: list[Pool], carbon: CarbonService) -> dict[str, PoolAcc
             region=accounting.region, pue=accounting.pue,
             embodied_g_per_s=pool_embodied_g_per_s(pool.config),
             prefill_weight=accounting.prefill_weight, decode_weight=accounting.decode_weight)
+    for pool in pools:  # a disaggregated pool's rows are decoded on its decode pool's device
+        config = pool.config
+        if config.decode_pool is not None and config.prefill_pool is not None:
+            accounts[pool.name] = dataclasses.replace(
+                accounts[config.decode_pool], members=(config.prefill_pool, config.decode_pool))
     return accounts
 
 
@@ -139,13 +148,21 @@ def target_meters(devices: DeviceMap,
 def build_router(settings: Settings, registry: PoolRegistry, carbon: CarbonService,
                  engine: Engine, holder: AllocationHolder) -> Router:
     """The router, its output forecasts seeded from the last week of the ledger."""
-    statics = {
-        pool.name: PoolStatic(
-            profile=pool_profile(pool.config), region=pool.config.accounting.region,
-            pue=pool.config.accounting.pue, embodied_g_per_s=pool_embodied_g_per_s(pool.config),
-            params_b=pool.config.model_params_b,
-            slo=SLO(pool.config.slo.ttft_ms, pool.config.slo.per_token_ms))
-        for pool in registry.pools}
+    configs = {pool.name: pool.config for pool in registry.pools}
+
+    def static(config: PoolConfig) -> PoolStatic:
+        slo = SLO(config.slo.ttft_ms, config.slo.per_token_ms)
+        if config.decode_pool is not None:  # its own figures are its decode pool's
+            return dataclasses.replace(
+                static(configs[config.decode_pool]), slo=slo, prefill_pool=config.prefill_pool,
+                transfer=KVTransfer(config.kv_bytes_per_token, config.link_gbps,
+                                    config.link_j_per_gb))
+        return PoolStatic(
+            profile=pool_profile(config), region=config.accounting.region,
+            pue=config.accounting.pue, embodied_g_per_s=pool_embodied_g_per_s(config),
+            params_b=config.model_params_b, slo=slo)
+
+    statics = {name: static(config) for name, config in configs.items()}
     config = RoutingConfig(
         policy=settings.routing_policy, lam=settings.routing_lambda,
         objective=settings.routing_objective, threshold_pool=settings.routing_threshold_pool,
@@ -195,12 +212,12 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     configs = await asyncio.gather(*(discover_models(c) for c in configured_pools(settings)))
     if not configs:
         log.warning("no pools configured: every model request will answer 404")
-    registry = PoolRegistry([Pool(config, build_backends(config)) for config in configs])
+    devices = DeviceMap(list(configs))
+    registry = PoolRegistry(build_pools(list(configs), devices))
     carbon = CarbonService(await asyncio.to_thread(carbon_provider, settings),
                            regional_factory=lambda zone: carbon_provider(settings, zone))
     accounts = pool_accounts(registry.pools, carbon)
     await carbon.refresh()
-    devices = DeviceMap(list(configs))
     retry = RetryPolicy(
         settings.retry_max_attempts, settings.retry_backoff_base_s, settings.retry_backoff_max_s
     )

@@ -44,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch-tokens", type=int, default=512,
                         help="tokens one batched forward pass takes (longer prompts are "
                              "prefilled in chunks)")
+    parser.add_argument("--kv-hold-mb", type=float, default=512.0,
+                        help="prefill/decode across workers: memory for prompt KV caches held "
+                             "for decode workers to pull (past it a prefill leg answers 503)")
+    parser.add_argument("--kv-hold-s", type=float, default=60.0,
+                        help="how long a held KV cache may be pulled before it is freed")
+    parser.add_argument("--kv-advertise-host", default=None,
+                        help="the host decode workers pull held caches from (default: --host)")
     parser.add_argument("--meter", default="auto",
                         help="device energy meter: auto | nvml | nvml:N | rapl | apple | none "
                              "| fake:WATTS (a simulated constant-power device, for tests) | "
@@ -74,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from worker.demo_model import DEFAULT_DIR, DEMO_NAME, build_demo_model
     from worker.engine import Engine
+    from worker.kv_store import KVStore
     from worker.models import SMOLLM2, SMOLLM2_NAME, smollm2
+    from worker.pd_protocol import KVAddress
     from worker.server import create_app
 
     model = args.model
@@ -100,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sprout-worker serving {engine.served_name} on {engine.device} at "
           f"http://{args.host}:{args.port}/v1", flush=True)
     uvicorn.run(create_app(engine, max_tokens_ceiling=args.max_tokens_ceiling, meter=meter,
-                           device_id=args.device_id),
+                           device_id=args.device_id,
+                           kv_store=KVStore(max_bytes=int(args.kv_hold_mb * 1024 * 1024),
+                                            ttl_s=args.kv_hold_s),
+                           kv_address=KVAddress(args.kv_advertise_host or args.host, args.port)),
                 host=args.host,
                 port=args.port, log_level=args.log_level, access_log=False)
     return 0

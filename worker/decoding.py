@@ -74,3 +74,51 @@ def generate_disaggregated(
             cache = output.past_key_values
             logits = output.logits[0, -1]
     return generated
+
+
+def prefill_layers(model: Any, prompt_ids: list[int]) -> tuple[list[tuple[Any, Any]], Any]:
+    """Prefill for a remote decode: the KV of all prompt tokens but the last, and the logits.
+
+    The last prompt token is left for the decode worker to run against the pulled cache (as
+    vLLM's connectors do), so the decode side gets its first logits from its own model.
+    """
+    device = str(next(model.parameters()).device)
+    with torch.inference_mode():
+        output = model(torch.tensor([prompt_ids], device=device), use_cache=True)
+        kept = len(prompt_ids) - 1  # the sequence axis is the third: (batch, heads, seq, dim)
+        layers = [(layer.keys[:, :, :kept, :], layer.values[:, :, :kept, :])
+                  for layer in output.past_key_values.layers]
+    return layers, output.logits[0, -1]
+
+
+def decode_pulled(
+    model: Any, layers: list[tuple[Any, Any]], last_prompt_id: int, *, max_new_tokens: int,
+    eos_ids: frozenset[int], temperature: float, top_p: float, seed: int | None,
+    on_token: Callable[[int], None], cancel: threading.Event,
+    stop_check: Callable[[list[int]], bool] = lambda _ids: False,
+) -> list[int]:
+    """Continue from a pulled prompt cache: run the last prompt token, then decode."""
+    from transformers import DynamicCache
+
+    device = str(next(model.parameters()).device)
+    dtype = next(model.parameters()).dtype
+    cache = DynamicCache()
+    for index, (keys, values) in enumerate(layers):
+        cache.update(keys.to(device, dtype), values.to(device, dtype), index)
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed)
+    generated: list[int] = []
+    token = last_prompt_id
+    with torch.inference_mode():
+        while len(generated) < max_new_tokens and not cancel.is_set():
+            output = model(torch.tensor([[token]], device=device), past_key_values=cache,
+                           use_cache=True)
+            cache = output.past_key_values
+            token = pick_token(output.logits[0, -1], temperature, top_p, generator)
+            generated.append(token)
+            on_token(token)
+            if token in eos_ids or stop_check(generated):
+                break
+    return generated

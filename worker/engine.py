@@ -34,7 +34,8 @@ from transformers import (
 from transformers.generation.streamers import BaseStreamer
 
 from proxy.errors import InvalidRequest
-from worker.decoding import generate_disaggregated
+from worker.decoding import decode_pulled, generate_disaggregated, pick_token, prefill_layers
+from worker.kv_store import HeldKV, KVStore
 from worker.text import StopWatch
 
 log = logging.getLogger(__name__)
@@ -367,6 +368,51 @@ class Engine:
                 temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
                 on_token=emit, cancel=cancel, stop_check=watch.hit)
         return self._finish(prompt_ids, ids, sampling, watch, cancelled=cancel.is_set())
+
+    def prefill_remote(self, prompt_ids: list[int], sampling: Sampling,
+                       store: KVStore) -> tuple[Generation, HeldKV | None]:
+        """Prefill for a decode elsewhere (blocking): the first token, and the held prompt KV.
+
+        None for a one-token prompt: there is nothing to hold, the decode side runs it itself.
+        Raises `KVFull` when the store is at its bound.
+        """
+        watch = StopWatch(self.decode, sampling.stop)
+        model = self.prefill_model if self.prefill_model is not None else self.model
+        with self._alone(), self._seeded(sampling.seed):
+            layers, logits = prefill_layers(model, prompt_ids)
+            token = pick_token(logits, sampling.temperature, sampling.top_p, None)
+            entry = store.put(prompt_ids[:-1], layers) if len(prompt_ids) > 1 else None
+        one = dataclasses.replace(sampling, max_new_tokens=1)
+        return self._finish(prompt_ids, [token], one, watch, cancelled=False), entry
+
+    async def run_pulled(self, prompt_ids: list[int], sampling: Sampling,
+                         layers: list[tuple[Any, Any]], *,
+                         on_token: Callable[[int], None] = lambda _id: None) -> Generation:
+        """Decode from a pulled prompt cache (one at a time, like the other old-GPU paths)."""
+        loop = asyncio.get_running_loop()
+        cancel = threading.Event()
+
+        def from_thread(token: int) -> None:
+            loop.call_soon_threadsafe(on_token, token)
+
+        def work() -> Generation:
+            watch = StopWatch(self.decode, sampling.stop)
+            with self._alone(), self._seeded(sampling.seed):
+                ids = [] if cancel.is_set() else decode_pulled(
+                    self.model, layers, prompt_ids[-1], max_new_tokens=sampling.max_new_tokens,
+                    eos_ids=self.eos_ids, temperature=sampling.temperature,
+                    top_p=sampling.top_p, seed=sampling.seed, on_token=from_thread,
+                    cancel=cancel, stop_check=watch.hit)
+            return self._finish(prompt_ids, ids, sampling, watch, cancelled=cancel.is_set())
+
+        job = asyncio.ensure_future(asyncio.to_thread(work))
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            cancel.set()
+            with contextlib.suppress(Exception):
+                await job
+            raise
 
     def embed(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
         """Mean-pooled last hidden states (one vector per text) and the input token count."""

@@ -22,7 +22,17 @@ from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
 from proxy.protocol.errors import ErrorEnvelope
 from proxy.serving.exchange import error_body, wait_for_disconnect
 from worker.engine import Engine, Generation, Sampling
+from worker.kv_store import KVFull, KVStore
 from worker.meter import device_identity, energy_router
+from worker.pd_protocol import (
+    KVAddress,
+    kv_router,
+    prefill_answer,
+    pull,
+    transfer_params,
+    wants_prefill_only,
+    wants_pull,
+)
 from worker.text import visible
 
 MAX_TOKENS_CEILING = 2048  # an answer's length when the request names none (`--max-tokens-ceiling`)
@@ -30,7 +40,8 @@ MAX_TOP_LOGPROBS = 20  # as OpenAI's API
 
 
 def create_app(engine: Engine, *, max_tokens_ceiling: int = MAX_TOKENS_CEILING,
-               meter: EnergyMeter | None = None, device_id: str | None = None) -> FastAPI:
+               meter: EnergyMeter | None = None, device_id: str | None = None,
+               kv_store: KVStore | None = None, kv_address: KVAddress | None = None) -> FastAPI:
     """Routes for chat, completions, embeddings and models, and the device's energy.
 
     Every response names the device that computed it (`x-sprout-device`), the same id as the
@@ -40,7 +51,13 @@ def create_app(engine: Engine, *, max_tokens_ceiling: int = MAX_TOKENS_CEILING,
     `max_tokens` / `max_completion_tokens` are honoured up to the model's context; without
     them an answer runs to its end-of-sequence token, the context, or `max_tokens_ceiling`
     (then `finish_reason: "length"`), whichever comes first.
+
+    Requests carrying vLLM's `kv_transfer_params` take part in a prefill/decode split across
+    workers (`worker/pd_protocol.py`): a prefill leg holds its prompt's cache in `kv_store`
+    for decode workers to pull from `kv_address`.
     """
+    store = kv_store or KVStore()
+    address = kv_address or KVAddress("127.0.0.1", 8081)
     app = FastAPI(title="sprout-worker", lifespan=_closing(engine))
     app.add_exception_handler(ProxyError, _proxy_error)
     device = device_id or device_identity(engine.devices)
@@ -52,13 +69,15 @@ def create_app(engine: Engine, *, max_tokens_ceiling: int = MAX_TOKENS_CEILING,
     @app.middleware("http")
     async def device_headers(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
-        response.headers["x-sprout-decoding"] = engine.decoding
+        if "x-sprout-decoding" not in response.headers:  # a P/D leg names its own
+            response.headers["x-sprout-decoding"] = engine.decoding
         response.headers["x-sprout-device"] = device
         if request.url.path.startswith("/v1/") and request.method == "POST":
             served["requests"] += 1
         return response
 
     app.include_router(energy_router(meter or NullMeter(), device))
+    app.include_router(kv_router(store))
 
     @app.get("/health")
     async def health() -> Response:
@@ -70,7 +89,8 @@ def create_app(engine: Engine, *, max_tokens_ceiling: int = MAX_TOKENS_CEILING,
             "batch": None if engine.batcher is None else {
                 "active": engine.batcher.active, "peak": engine.batcher.peak_active,
                 "restarts": engine.batcher.restarts},
-            "max_tokens_ceiling": max_tokens_ceiling, "served_requests": served["requests"]})
+            "max_tokens_ceiling": max_tokens_ceiling, "served_requests": served["requests"],
+            "kv": store.stats()})
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -95,8 +115,8 @@ def create_app(engine: Engine, *, max_tokens_ceiling: int = MAX_TOKENS_CEILING,
         param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
         sampling = _sampling(body, prompt, limit, param, context, max_tokens_ceiling,
                              top_logprobs)
-        return await _respond(engine, request, "chat", body.model, prompt, sampling,
-                              body.is_stream, _include_usage(body))
+        return await _leg(engine, store, address, request, "chat", body.model, prompt,
+                          sampling, body.is_stream, _include_usage(body), extra)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
@@ -111,8 +131,8 @@ def create_app(engine: Engine, *, max_tokens_ceiling: int = MAX_TOKENS_CEILING,
             return _error(400, "max_tokens must be at least 1", "max_tokens")
         sampling = _sampling(body, prompt, body.max_tokens, "max_tokens", context,
                              max_tokens_ceiling, None)
-        return await _respond(engine, request, "completions", body.model, prompt, sampling,
-                              body.is_stream, _include_usage(body))
+        return await _leg(engine, store, address, request, "completions", body.model, prompt,
+                          sampling, body.is_stream, _include_usage(body), body.model_extra or {})
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
@@ -195,14 +215,54 @@ def _is_token_list(prompt: object) -> bool:
     return isinstance(prompt, list) and all(isinstance(item, int) for item in prompt)
 
 
+async def _leg(engine: Engine, store: KVStore, address: KVAddress, request: Request, kind: str,
+               model: str, prompt: list[int], sampling: Sampling, stream: bool,
+               include_usage: bool, extra: dict[str, Any]) -> Response:
+    """A plain request, or one leg of a prefill/decode split (`kv_transfer_params`)."""
+    params = transfer_params(extra)
+    if wants_prefill_only(params):
+        try:
+            generation, entry = await asyncio.to_thread(engine.prefill_remote, prompt,
+                                                        sampling, store)
+        except KVFull as exc:
+            return _error(503, str(exc), None, code="kv_store_full")
+        if entry is not None and await request.is_disconnected():
+            store.release(entry.entry_id)  # the router went away: nobody will pull it
+            return Response(status_code=499)
+        document = _document(engine, kind, model, generation)
+        document["kv_transfer_params"] = prefill_answer(address, entry)
+        return JSONResponse(document, headers={
+            "x-sprout-decoding": "prefill", "x-sprout-kv-bytes": str(
+                entry.size_bytes if entry is not None else 0)})
+    if wants_pull(params) and len(prompt) > 1:
+        assert params is not None
+        pulled = await pull(params, prompt)
+        headers = {"x-sprout-kv": pulled.note, "x-sprout-kv-bytes": str(pulled.size_bytes),
+                   "x-sprout-decoding": "decode" if pulled.layers is not None else
+                   engine.decoding}
+        layers = pulled.layers
+        if layers is not None:
+            async def from_cache(ids: list[int], how: Sampling,
+                                 on_token: Any = lambda _id: None) -> Generation:
+                return await engine.run_pulled(ids, how, layers, on_token=on_token)
+
+            return await _respond(engine, request, kind, model, prompt, sampling, stream,
+                                  include_usage, run=from_cache, headers=headers)
+        return await _respond(engine, request, kind, model, prompt, sampling, stream,
+                              include_usage, headers=headers)
+    return await _respond(engine, request, kind, model, prompt, sampling, stream, include_usage)
+
+
 async def _respond(engine: Engine, request: Request, kind: str, model: str, prompt: list[int],
-                   sampling: Sampling, stream: bool, include_usage: bool) -> Response:
+                   sampling: Sampling, stream: bool, include_usage: bool, *,
+                   run: Any = None, headers: dict[str, str] | None = None) -> Response:
+    generate = run or engine.run
     if stream:
         return StreamingResponse(
-            _events(engine, kind, model, prompt, sampling, include_usage),
-            media_type="text/event-stream",
+            _events(engine, kind, model, prompt, sampling, include_usage, generate),
+            media_type="text/event-stream", headers=headers,
         )
-    job = asyncio.ensure_future(engine.run(prompt, sampling))
+    job = asyncio.ensure_future(generate(prompt, sampling))
     watch = asyncio.ensure_future(wait_for_disconnect(request.receive))
     await asyncio.wait((job, watch), return_when=asyncio.FIRST_COMPLETED)
     watch.cancel()
@@ -212,6 +272,10 @@ async def _respond(engine: Engine, request: Request, kind: str, model: str, prom
             await job
         return Response(status_code=499)
     generation: Generation = job.result()
+    return JSONResponse(_document(engine, kind, model, generation), headers=headers)
+
+
+def _document(engine: Engine, kind: str, model: str, generation: Generation) -> dict[str, Any]:
     text = generation.text if generation.text is not None else engine.decode(
         generation.completion_ids)
     choice: dict[str, Any] = {"index": 0, "finish_reason": generation.finish_reason,
@@ -220,11 +284,11 @@ async def _respond(engine: Engine, request: Request, kind: str, model: str, prom
         choice["message"] = {"role": "assistant", "content": text}
     else:
         choice["text"] = text
-    return JSONResponse({
+    return {
         "id": _id(kind), "object": "chat.completion" if kind == "chat" else "text_completion",
         "created": int(time.time()), "model": model, "choices": [choice],
         "usage": _usage(generation),
-    })
+    }
 
 
 def _logprobs_document(engine: Engine, generation: Generation) -> dict[str, Any] | None:
@@ -242,12 +306,12 @@ def _logprobs_document(engine: Engine, generation: Generation) -> dict[str, Any]
 
 
 async def _events(engine: Engine, kind: str, model: str, prompt: list[int], sampling: Sampling,
-                  include_usage: bool) -> AsyncIterator[bytes]:
+                  include_usage: bool, generate: Any) -> AsyncIterator[bytes]:
     queue: asyncio.Queue[int | None] = asyncio.Queue()
 
     async def run() -> Generation:
         try:
-            return await engine.run(prompt, sampling, on_token=queue.put_nowait)
+            return await generate(prompt, sampling, on_token=queue.put_nowait)
         finally:
             queue.put_nowait(None)
 
@@ -323,6 +387,8 @@ async def _proxy_error(_request: Request, exc: Exception) -> Response:
     return Response(error_body(exc), status_code=exc.status_code, media_type="application/json")
 
 
-def _error(status: int, message: str, param: str | None = None) -> Response:
-    envelope = ErrorEnvelope.of(message, "invalid_request_error", param=param)
+def _error(status: int, message: str, param: str | None = None,
+           code: str | None = None) -> Response:
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    envelope = ErrorEnvelope.of(message, kind, param=param, code=code)
     return Response(envelope.to_json_bytes(), status_code=status, media_type="application/json")

@@ -32,6 +32,9 @@ class PoolAccounts:
     embodied_g_per_s: float
     prefill_weight: float = 1.0  # how settlement weighs prompt against answer tokens
     decode_weight: float = 4.0
+    # A disaggregated pool: its prefill and decode pools (its own figures are its decode
+    # pool's); its requests in flight hold back both pools' settlement windows.
+    members: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,3 +72,11 @@ class ProvisionalAccounts:
         return Footprint(energy_j, PROVISIONAL, reading.g_per_kwh, reading.source,
                          accounts.pue, operational_g(energy_j, reading.g_per_kwh, accounts.pue),
                          busy_s * accounts.embodied_g_per_s)
+
+
+def combined(decode: Footprint, prefill: Footprint) -> Footprint:
+    """A disaggregated row's totals: both phases' joules and gCO2e (the decode's grid)."""
+    return dataclasses.replace(
+        decode, energy_j=decode.energy_j + prefill.energy_j,
+        operational_g_co2e=decode.operational_g_co2e + prefill.operational_g_co2e,
+        embodied_g_co2e=decode.embodied_g_co2e + prefill.embodied_g_co2e)

@@ -61,6 +61,17 @@ class LedgerRow:
     device_id: str | None = None
     served_at: datetime | None = None
     ended_at: datetime | None = None
+    # A disaggregated request's prefill phase (its own device, served_at to prefill_ended_at)
+    # and the KV cache bytes moved to the decode device; its footprint is in the totals above.
+    prefill_pool: str | None = None
+    prefill_device_id: str | None = None
+    prefill_backend_url: str | None = None
+    prefill_ended_at: datetime | None = None
+    kv_transfer_bytes: int | None = None
+    prefill_energy_j: float | None = None
+    prefill_operational_g_co2e: float | None = None
+    prefill_embodied_g_co2e: float | None = None
+    prefill_energy_method: str | None = None
     # The client's request as received, for keys that opted in to capture: it goes to the
     # `prompt_samples` table (with retention), never into `requests`.
     captured_request: str | None = None
@@ -106,7 +117,7 @@ class LedgerRow:
 
 FIELDS = tuple(field.name for field in dataclasses.fields(LedgerRow))
 DB_COLUMNS = tuple(name for name in FIELDS if name != "captured_request")
-_TIMES = ("created_at", "served_at", "ended_at")
+_TIMES = ("created_at", "served_at", "ended_at", "prefill_ended_at")
 _values = operator.attrgetter(*FIELDS)
 _db_values = operator.attrgetter(*DB_COLUMNS)
 # Compact, and datetimes as ISO text: the journal writes one such line per request.

@@ -112,6 +112,12 @@ class _Row:
     touched: bool
     ci_g_per_kwh: float | None
     pue: float | None
+    # A disaggregated row: its decode phase starts here on this device, and its prefill
+    # phase's footprint (another device's, estimated from that pool's profile) adds to it.
+    prefill_ended_s: float | None = None
+    prefill_j: float = 0.0
+    prefill_operational_g: float = 0.0
+    prefill_embodied_g: float = 0.0
 
 
 _PARTIAL = ("settled_j", "settled_busy_s", "settled_shared", "settled_estimated")
@@ -160,16 +166,21 @@ def _rows_postgres(connection: Connection, device_id: str, start_s: float,
     with raw.cursor() as cursor:
         cursor.execute(
             "SELECT request_id, pool, served_at, ended_at, prompt_tokens, completion_tokens, "
-            "settled_j, settled_busy_s, settled_shared, settled_estimated, ci_g_per_kwh, pue "
+            "settled_j, settled_busy_s, settled_shared, settled_estimated, ci_g_per_kwh, pue, "
+            "prefill_ended_at, prefill_energy_j, prefill_operational_g_co2e, "
+            "prefill_embodied_g_co2e "
             f"FROM {requests_table.name} WHERE device_id = %s AND settled_at IS NULL "
             "AND served_at IS NOT NULL AND served_at < %s AND ended_at > %s",
             (device_id, _at(end_s), _at(start_s)))
         found = cursor.fetchall()
     return [_Row(rid, pool, served.timestamp(), ended.timestamp(), prompt or 0,
                  completion or 0, settled_j or 0.0, busy or 0.0, bool(shared),
-                 bool(synthesised), settled_j is not None, ci, pue)
+                 bool(synthesised), settled_j is not None, ci, pue,
+                 prefill_end.timestamp() if prefill_end is not None else None,
+                 prefill_j or 0.0, prefill_op or 0.0, prefill_emb or 0.0)
             for (rid, pool, served, ended, prompt, completion, settled_j, busy, shared,
-                 synthesised, ci, pue) in found]
+                 synthesised, ci, pue, prefill_end, prefill_j, prefill_op, prefill_emb)
+            in found]
 
 
 def _aware(value: datetime) -> datetime:
@@ -429,7 +440,9 @@ class Settlement:
             columns.request_id, columns.pool, columns.served_at, columns.ended_at,
             columns.prompt_tokens, columns.completion_tokens, columns.settled_j,
             columns.settled_busy_s, columns.settled_shared, columns.settled_estimated,
-            columns.ci_g_per_kwh, columns.pue,
+            columns.ci_g_per_kwh, columns.pue, columns.prefill_ended_at,
+            columns.prefill_energy_j, columns.prefill_operational_g_co2e,
+            columns.prefill_embodied_g_co2e,
         ).where(columns.device_id == device_id, columns.settled_at.is_(None),
                 columns.served_at.is_not(None), columns.served_at < _at(end_s),
                 columns.ended_at > _at(start_s))
@@ -437,11 +450,19 @@ class Settlement:
                      _aware(row.ended_at).timestamp(), row.prompt_tokens or 0,
                      row.completion_tokens or 0, row.settled_j or 0.0, row.settled_busy_s or 0.0,
                      bool(row.settled_shared), bool(row.settled_estimated),
-                     row.settled_j is not None, row.ci_g_per_kwh, row.pue)
+                     row.settled_j is not None, row.ci_g_per_kwh, row.pue,
+                     _aware(row.prefill_ended_at).timestamp()
+                     if row.prefill_ended_at is not None else None,
+                     row.prefill_energy_j or 0.0, row.prefill_operational_g_co2e or 0.0,
+                     row.prefill_embodied_g_co2e or 0.0)
                 for row in connection.execute(query)]
 
     @staticmethod
     def _flight(row: _Row) -> Flight:
+        if row.prefill_ended_s is not None:  # only its decode phase was on this device
+            start_s = min(max(row.prefill_ended_s, row.served_s), row.ended_s)
+            return Flight(row.request_id, start_s, max(row.ended_s, start_s), 0,
+                          row.completion_tokens)
         return Flight(row.request_id, row.served_s, max(row.ended_s, row.served_s),
                       row.prompt_tokens, row.completion_tokens)
 
@@ -501,8 +522,13 @@ class Settlement:
         embodied = busy_s * accounts.embodied_g_per_s if accounts is not None else None
         operational = (operational_g(joules, row.ci_g_per_kwh, row.pue or 1.0)
                        if row.ci_g_per_kwh is not None else None)
-        return {"energy_j": joules, "energy_method": label, "operational_g_co2e": operational,
-                "embodied_g_co2e": embodied, "settled_at": now}
+        # A disaggregated row: its prefill phase, on another device, keeps its own estimate
+        # (labelled in prefill_energy_method) and stays in the totals.
+        return {"energy_j": joules + row.prefill_j, "energy_method": label,
+                "operational_g_co2e": None if operational is None
+                else operational + row.prefill_operational_g,
+                "embodied_g_co2e": None if embodied is None
+                else embodied + row.prefill_embodied_g, "settled_at": now}
 
     @staticmethod
     def _finish_late(connection: Connection, device_id: str, through: float | None,
@@ -518,9 +544,11 @@ class Settlement:
             energy_method="estimated", settled_at=now)).rowcount
         touched = connection.execute(update(requests_table).where(
             late, columns.settled_j.is_not(None)).values(
-            energy_j=columns.settled_j, energy_method="apportioned", settled_at=now,
+            energy_j=columns.settled_j + func.coalesce(columns.prefill_energy_j, 0.0),
+            energy_method="apportioned", settled_at=now,
             operational_g_co2e=columns.settled_j / 3.6e6 * columns.ci_g_per_kwh
-            * func.coalesce(columns.pue, 1.0))).rowcount
+            * func.coalesce(columns.pue, 1.0)
+            + func.coalesce(columns.prefill_operational_g_co2e, 0.0))).rowcount
         # Rows with no energy figure at all (their pool unknown to the leader): done with.
         connection.execute(update(requests_table).where(late).values(settled_at=now))
         return int(untouched or 0) + int(touched or 0)

@@ -84,11 +84,28 @@ requests = Table(
     Column("settled_shared", Boolean, nullable=True),
     Column("settled_estimated", Boolean, nullable=True),  # some window of it was synthesised
     Column("settled_at", DateTime(timezone=True), nullable=True),
+    # A disaggregated request's prefill phase, on its own device (served_at to
+    # prefill_ended_at; the decode phase is on device_id until ended_at). Its joules and
+    # gCO2e are part of the row's totals; settlement settles the phase on its device.
+    Column("prefill_pool", String(128), nullable=True),
+    Column("prefill_device_id", String(256), nullable=True),
+    Column("prefill_backend_url", String(512), nullable=True),
+    Column("prefill_ended_at", DateTime(timezone=True), nullable=True),
+    Column("kv_transfer_bytes", BigInteger, nullable=True),
+    Column("prefill_energy_j", Float, nullable=True),
+    Column("prefill_operational_g_co2e", Float, nullable=True),
+    Column("prefill_embodied_g_co2e", Float, nullable=True),
+    Column("prefill_energy_method", String(32), nullable=True),
+    Column("prefill_settled_j", Float, nullable=True),
+    Column("prefill_settled_busy_s", Float, nullable=True),
     Index("ix_requests_created_at", "created_at"),
     # Settlement reads only rows not yet settled: a partial index keeps that set small however
     # long the ledger grows (settled rows leave it).
     Index("ix_requests_unsettled", "device_id", "served_at",
           postgresql_where=text("settled_at IS NULL"), sqlite_where=text("settled_at IS NULL")),
+    Index("ix_requests_prefill_unsettled", "prefill_device_id", "served_at",
+          postgresql_where=text("prefill_energy_method = 'provisional'"),
+          sqlite_where=text("prefill_energy_method = 'provisional'")),
     Index("ix_requests_api_key_id_created_at", "api_key_id", "created_at"),
     Index("ix_requests_pool_created_at", "pool", "created_at"),
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from proxy.pools.config import Endpoint
 from proxy.protocol.base import WireModel
@@ -19,6 +20,17 @@ class UpstreamRequest:
     stream: bool
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PrefillPhase:
+    """The prefill leg of a disaggregated request (its own device), as the ledger records it."""
+
+    pool: str
+    backend_url: str
+    device_id: str
+    ended_at: datetime  # the decode phase starts here
+    kv_bytes: int | None  # what moved (the decode's report, else the prefill's, else estimated)
+
+
 class UpstreamResponse(abc.ABC):
     """An upstream answer whose status is known and whose body is read once."""
 
@@ -26,6 +38,8 @@ class UpstreamResponse(abc.ABC):
     content_type: str
     decoding: str | None = None  # from a worker's x-sprout-decoding header
     device: str | None = None  # the device that served it, from a worker's x-sprout-device
+    kv_bytes: int | None = None  # KV cache bytes held or pulled, from x-sprout-kv-bytes
+    prefill: PrefillPhase | None = None  # set when another device prefilled (disaggregated)
 
     @abc.abstractmethod
     async def read(self) -> bytes:

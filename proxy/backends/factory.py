@@ -4,7 +4,34 @@ from __future__ import annotations
 
 from proxy.backends.base import Backend
 from proxy.backends.openai_compatible import OpenAICompatibleBackend, make_transport, timeouts
-from proxy.pools.config import PoolConfig
+from proxy.energy.devices import DeviceMap
+from proxy.pools.config import ModelRoute, PoolConfig
+from proxy.pools.registry import Pool
+
+
+def build_pools(configs: list[PoolConfig], devices: DeviceMap) -> list[Pool]:
+    """Every pool with its backends; a `disaggregated` pool over the pools it names."""
+    pools = {c.name: Pool(c, build_backends(c)) for c in configs if c.kind != "disaggregated"}
+    built = dict(pools)
+    for config in configs:
+        if config.kind != "disaggregated":
+            continue
+        from proxy.backends.disaggregated import DisaggregatedBackend
+
+        members = []
+        for role, name in (("prefill_pool", config.prefill_pool),
+                           ("decode_pool", config.decode_pool)):
+            if name not in pools:
+                raise ValueError(f"pool {config.name!r}: {role} {name!r} is not a configured "
+                                 f"pool (known: {', '.join(sorted(pools)) or 'none'})")
+            members.append(pools[name])
+        prefill, decode = members
+        if not config.models:  # the models both legs serve, by their client names
+            names = sorted(set(decode.routes) & set(prefill.routes) - {"*"})
+            config = config.model_copy(update={"models": [ModelRoute(name=n) for n in names]})
+        built[config.name] = Pool(config, [DisaggregatedBackend(config, prefill, decode,
+                                                                devices)])
+    return [built[c.name] for c in configs]
 
 
 def build_backends(config: PoolConfig) -> list[Backend]:

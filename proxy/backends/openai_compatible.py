@@ -130,6 +130,8 @@ class _HttpxResponse(UpstreamResponse):
         self.content_type = response.headers.get("content-type", "application/json")
         self.decoding = response.headers.get("x-sprout-decoding")
         self.device = response.headers.get("x-sprout-device")
+        kv_bytes = response.headers.get("x-sprout-kv-bytes")
+        self.kv_bytes = int(kv_bytes) if kv_bytes is not None and kv_bytes.isdigit() else None
 
     async def read(self) -> bytes:
         try:

@@ -14,7 +14,7 @@ import logging
 from sqlalchemy import Engine
 
 from proxy.auth.keys import KeyRing, load_virtual_keys
-from proxy.pools.config import PoolConfig
+from proxy.pools.config import HTTP_KINDS, PoolConfig
 from proxy.pools.discovery import discover_models
 from proxy.pools.registry import PoolRegistry
 
@@ -41,7 +41,7 @@ class ModelRediscovery:
     def __init__(self, registry: PoolRegistry, configured: dict[str, PoolConfig]) -> None:
         self._registry = registry
         self._configured = {name: config for name, config in configured.items()
-                            if config.kind != "litellm" and not config.models}
+                            if config.kind in HTTP_KINDS and not config.models}
 
     async def run_once(self) -> str:
         """Update each discovering pool's model routes."""

@@ -12,8 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 # chat answers Responses requests through the proxy's translation (protocol/responses_chat.py).
 Endpoint = Literal["chat", "completions", "embeddings", "responses"]
 # openai: any OpenAI-compatible server; worker: a sprout worker (the same wire protocol, and
-# its /metrics/energy is read for measured joules); litellm: any provider litellm supports.
-PoolKind = Literal["openai", "worker", "litellm"]
+# its /metrics/energy is read for measured joules); litellm: any provider litellm supports;
+# disaggregated: prefill on one pool, decode on another, with vLLM's P/D protocol
+# (proxy/backends/disaggregated.py).
+PoolKind = Literal["openai", "worker", "litellm", "disaggregated"]
+# Kinds reached over HTTP at their own base URLs (probed, metered per backend, discovered).
+HTTP_KINDS = frozenset({"openai", "worker"})
+# Llama-2-7B in float16: K and V x 32 layers x 4096 hidden x 2 bytes per prompt token.
+LLAMA2_7B_KV_BYTES_PER_TOKEN = 2 * 32 * 4096 * 2
 
 
 def _default_endpoints() -> list[Endpoint]:
@@ -105,6 +111,16 @@ class PoolConfig(BaseModel):
     # Circuit breaker per backend: consecutive failures before it opens, and the cooldown.
     breaker_failures: int = Field(default=5, ge=1)
     breaker_cooldown_s: float = Field(default=10.0, gt=0)
+    # kind `disaggregated`: the pools that prefill and decode (both must serve the model
+    # whole too: either is the fallback when the other leg fails), and the link between them.
+    prefill_pool: str | None = None
+    decode_pool: str | None = None
+    kv_bytes_per_token: int = Field(default=LLAMA2_7B_KV_BYTES_PER_TOKEN, ge=1)
+    link_gbps: float = Field(default=25.0, gt=0)  # prefill -> decode bandwidth, Gbit/s
+    # ASSUMED (no measurement in ../shared/data): two NICs and a switch port, about 5 J/GB
+    # (a 25 GbE NIC draws ~10 W at line rate: 10 W / 3.1 GB/s ~ 3 J/GB, doubled for the pair
+    # and the switch, rounded down for idle-shared power).
+    link_j_per_gb: float = Field(default=5.0, ge=0)
 
     def auth_headers(self) -> dict[str, str]:
         """The upstream's authorization header, if the pool has a key (requests and probes)."""
@@ -127,6 +143,20 @@ class PoolConfig(BaseModel):
 
     @model_validator(mode="after")
     def _needs_backend(self) -> PoolConfig:
+        if self.kind == "disaggregated":
+            if not self.prefill_pool or not self.decode_pool:
+                raise ValueError(f"pool {self.name!r}: a disaggregated pool names a "
+                                 "prefill_pool and a decode_pool")
+            if self.base_urls:
+                raise ValueError(f"pool {self.name!r}: a disaggregated pool has no base_urls "
+                                 "of its own (its legs go to prefill_pool and decode_pool)")
+            if set(self.endpoints) - {"chat", "completions"}:
+                raise ValueError(f"pool {self.name!r}: a disaggregated pool serves chat and "
+                                 "completions only")
+            return self
+        if self.prefill_pool or self.decode_pool:
+            raise ValueError(f"pool {self.name!r}: prefill_pool and decode_pool belong to "
+                             "kind disaggregated")
         if self.kind != "litellm" and not self.base_urls:
             raise ValueError(f"pool {self.name!r}: an {self.kind} pool needs at least one "
                              "base_url")

@@ -9,7 +9,7 @@ import httpx
 from pydantic import BaseModel
 
 from proxy.config import Settings
-from proxy.pools.config import ModelRoute, PoolAccounting, PoolConfig, load_pools_file
+from proxy.pools.config import HTTP_KINDS, ModelRoute, PoolAccounting, PoolConfig, load_pools_file
 from proxy.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ async def discover_models(pool: PoolConfig, timeout_s: float = 3.0) -> PoolConfi
 
     If the upstream cannot be reached the pool stays a wildcard (any model name passes through).
     """
-    if pool.kind == "litellm" or pool.models:
+    if pool.kind not in HTTP_KINDS or pool.models:
         return pool
     headers = pool.auth_headers()
     try:

@@ -13,6 +13,7 @@ import logging
 
 import httpx
 
+from proxy.pools.config import HTTP_KINDS
 from proxy.pools.registry import Pool, PoolRegistry
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ class HealthChecker:
 
     async def check_once(self) -> dict[str, bool]:
         """Probe, update the breakers, return {backend URL: ok}."""
-        probes = [(pool, index) for pool in self.registry.pools if pool.config.kind != "litellm"
+        probes = [(pool, index) for pool in self.registry.pools if pool.config.kind in HTTP_KINDS
                   for index in range(len(pool.backends))]
         async with httpx.AsyncClient(timeout=self.timeout_s, trust_env=False) as client:
             results = await asyncio.gather(*(self._probe(client, pool, index)

@@ -27,6 +27,7 @@ from typing import Literal
 
 from proxy.energy.curves import CallCost
 from proxy.energy.estimate import HardwareProfile
+from proxy.routing.disaggregation import KVTransfer, Phase, expected_split
 
 Objective = Literal["energy", "carbon"]
 
@@ -63,6 +64,15 @@ class PoolFacts:
     can_queue: bool = True
     usable: bool = True
     load: float = 0.0
+    # A disaggregated pool: its prefill pool's device (this pool's own figures are its decode
+    # pool's) and the link the KV cache crosses (proxy/routing/disaggregation.py).
+    prefill: PoolFacts | None = None
+    transfer: KVTransfer | None = None
+
+    def phase(self) -> Phase:
+        """The pool's device as one phase of a split request."""
+        return Phase(self.profile, self.ci_g_per_kwh, self.pue, self.embodied_g_per_s,
+                     self.params_b)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -130,7 +140,13 @@ def predict(facts: PoolFacts, forecast: Forecast) -> CallCost:
 
 def score(facts: PoolFacts, forecast: Forecast) -> Scored:
     """Predicted energy, carbon and latency of the request on one pool, and its tier."""
-    cost = predict(facts, forecast)
+    carbon_g: float | None = None
+    if facts.prefill is not None and facts.transfer is not None:
+        cost, carbon_g = expected_split(facts.prefill.phase(), facts.phase(), facts.transfer,
+                                        forecast.input_tokens,
+                                        forecast.output_samples or (forecast.output_tokens,))
+    else:
+        cost = predict(facts, forecast)
     per_token_s = cost.decode_s / max(forecast.output_tokens - 1.0, 1.0)
     slo = facts.slo
     meets = ((slo.ttft_ms is None or cost.ttft_s * 1000.0 <= slo.ttft_ms)
@@ -141,8 +157,9 @@ def score(facts: PoolFacts, forecast: Forecast) -> Scored:
         tier = 2 if facts.can_queue else 3
     else:
         tier = 0 if meets else 1
-    carbon_g = (cost.energy_j / 3.6e6 * facts.ci_g_per_kwh * facts.pue
-                + facts.embodied_g_per_s * cost.runtime_s)
+    if carbon_g is None:
+        carbon_g = (cost.energy_j / 3.6e6 * facts.ci_g_per_kwh * facts.pue
+                    + facts.embodied_g_per_s * cost.runtime_s)
     return Scored(facts.name, cost.energy_j, carbon_g, cost.runtime_s, cost.ttft_s,
                   per_token_s, meets, tier)
 

@@ -27,6 +27,7 @@ from proxy.routing.cost import (
     rank_by_cost,
     rank_by_threshold,
 )
+from proxy.routing.disaggregation import KVTransfer
 from proxy.routing.predict import InputEstimator, LatencyTracker, OutputPredictor
 
 Policy = Literal["cost", "threshold", "least_loaded", "joint"]
@@ -76,6 +77,9 @@ class PoolStatic:
     embodied_g_per_s: float = 0.0
     params_b: float | None = None
     slo: SLO = dataclasses.field(default_factory=SLO)
+    # A disaggregated pool: its prefill pool's name and the link (its own figures: decode's).
+    prefill_pool: str | None = None
+    transfer: KVTransfer | None = None
 
 
 class Router:
@@ -112,6 +116,13 @@ class Router:
         """The pool as routing sees it now."""
         static = self.statics[pool.name]
         admission = pool.admission
+        prefill = None
+        if static.prefill_pool is not None:
+            ahead = self.statics[static.prefill_pool]
+            prefill = PoolFacts(name=static.prefill_pool, profile=ahead.profile,
+                                ci_g_per_kwh=self.intensity(ahead.region), pue=ahead.pue,
+                                embodied_g_per_s=ahead.embodied_g_per_s,
+                                params_b=ahead.params_b)
         return PoolFacts(
             name=pool.name, profile=static.profile,
             ci_g_per_kwh=self.intensity(static.region), pue=static.pue,
@@ -119,7 +130,8 @@ class Router:
             slo=static.slo, observed=self.latency.observed(pool.name, now_s),
             free_slot=admission.in_flight + admission.waiting < admission.limit,
             can_queue=admission.waiting < admission.max_queue,
-            usable=pool.usable, load=admission.load)
+            usable=pool.usable, load=admission.load, prefill=prefill,
+            transfer=static.transfer)
 
     def order(self, routes: list[Route], ask: RouteAsk) -> tuple[list[Route], RouteDecision]:
         """The candidates best first, and the decision with its forecasts."""

@@ -14,9 +14,9 @@ from typing import Any
 
 from starlette.types import Receive
 
-from proxy.accounting.provisional import ProvisionalAccounts
+from proxy.accounting.provisional import ProvisionalAccounts, combined
 from proxy.accounting.record import LedgerRow
-from proxy.backends.base import Backend
+from proxy.backends.base import Backend, PrefillPhase
 from proxy.errors import LedgerStatus, ProxyError
 from proxy.protocol.errors import ErrorEnvelope
 from proxy.protocol.streaming import Usage
@@ -65,6 +65,7 @@ class Exchange:
     deadline: Deadline | None = None  # how long upstreams may take (None: only their timeouts)
     backend: Backend | None = None  # the backend holding this request (per-backend limits)
     accounts: ProvisionalAccounts | None = None  # the provisional energy of the finished row
+    prefill: PrefillPhase | None = None  # another device prefilled it (disaggregated pool)
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the request reached the proxy."""
@@ -99,21 +100,49 @@ class Exchange:
         overhead_ms = self.overhead_ms if self.overhead_ms is not None else (
             self.overhead_so_far_ms())
         ended_at = datetime.now(UTC)
-        footprint = (self.accounts.footprint(self.pool, self.prompt_tokens,
-                                             self.completion_tokens, self.served_at, ended_at)
-                     if self.accounts is not None else None)
+        phase: dict[str, Any] = {}
+        if self.prefill is not None:
+            footprint, phase = self._split(ended_at)
+        else:
+            footprint = (self.accounts.footprint(self.pool, self.prompt_tokens,
+                                                 self.completion_tokens, self.served_at,
+                                                 ended_at)
+                         if self.accounts is not None else None)
         if footprint is None:
             return self._row(status, http_status, error_type, error_message, overhead_ms,
-                             ended_at)
+                             ended_at, **phase)
         return self._row(status, http_status, error_type, error_message, overhead_ms, ended_at,
+                         **phase,
                          energy_j=footprint.energy_j, energy_method=footprint.energy_method,
                          ci_g_per_kwh=footprint.ci_g_per_kwh, ci_source=footprint.ci_source,
                          pue=footprint.pue, operational_g_co2e=footprint.operational_g_co2e,
                          embodied_g_co2e=footprint.embodied_g_co2e)
 
+    def _split(self, ended_at: datetime) -> tuple[Any, dict[str, Any]]:
+        """Each phase on its own device: prefill (prompt tokens), then decode (answer)."""
+        prefill = self.prefill
+        assert prefill is not None
+        phase: dict[str, Any] = {
+            "prefill_pool": prefill.pool, "prefill_device_id": prefill.device_id,
+            "prefill_backend_url": prefill.backend_url, "prefill_ended_at": prefill.ended_at,
+            "kv_transfer_bytes": prefill.kv_bytes}
+        if self.accounts is None:
+            return None, phase
+        first = self.accounts.footprint(prefill.pool, self.prompt_tokens, 0, self.served_at,
+                                        prefill.ended_at)
+        rest = self.accounts.footprint(self.pool, 0, self.completion_tokens, prefill.ended_at,
+                                       ended_at)
+        if first is None or rest is None:
+            return rest, phase
+        phase |= {"prefill_energy_j": first.energy_j,
+                  "prefill_operational_g_co2e": first.operational_g_co2e,
+                  "prefill_embodied_g_co2e": first.embodied_g_co2e,
+                  "prefill_energy_method": first.energy_method}
+        return combined(rest, first), phase
+
     def _row(self, status: LedgerStatus, http_status: int, error_type: str | None,
              error_message: str | None, overhead_ms: float, ended_at: datetime,
-             **footprint: Any) -> LedgerRow:
+             **footprint: Any) -> LedgerRow:  # footprint: energy columns, prefill phase
         directive, route = self.directive, self.route
         return LedgerRow(
             request_id=self.request_id, created_at=self.created_at, endpoint=self.endpoint,

@@ -409,6 +409,7 @@ class Serving:
             try:
                 response = await backend.send(upstream)
                 exchange.decoding = response.decoding
+                exchange.prefill = response.prefill  # a disaggregated pool's prefill leg
                 if response.device:
                     exchange.device_id = response.device
                 try:
