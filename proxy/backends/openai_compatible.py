@@ -103,6 +103,8 @@ class _RawResponse(UpstreamResponse):
                 self.decoding = value.decode("latin-1")
             elif lowered == b"x-sprout-device":
                 self.device = value.decode("latin-1")
+            elif lowered == b"x-sprout-kv-bytes" and value.isdigit():
+                self.kv_bytes = int(value)
 
     async def read(self) -> bytes:
         try:
