@@ -12,6 +12,7 @@ worker meters each of its devices (`meter_spec_for_devices`).
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, FastAPI
 
@@ -96,10 +97,12 @@ def energy_router(meter: EnergyMeter, device_id: str | None = None) -> APIRouter
         except MeterUnavailable as exc:
             return RemoteEnergy(available=False, meter=meter.name, reason=str(exc),
                                 device=device_id)
+        read_at = datetime.now(UTC)
         parts = ({name: joules for name, joules in await meter.read_parts()}
                  if isinstance(meter, SumMeter) else {})
         return RemoteEnergy(available=True, meter=meter.name, reason=availability.reason,
-                            energy_j=sample.energy_j, parts_j=parts, device=device_id)
+                            energy_j=sample.energy_j, parts_j=parts, device=device_id,
+                            read_at=read_at)
 
     return router
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from datetime import datetime
 
 from proxy.redact import redact_text
 
@@ -30,6 +31,8 @@ class EnergySample:
     energy_j: float
     at_s: float
     device_id: str | None = None
+    # When the counter was read, on the reading machine's wall clock (a remote worker says).
+    read_at: datetime | None = None
 
     def __sub__(self, earlier: EnergySample) -> EnergyDelta:
         return EnergyDelta(self.energy_j - earlier.energy_j, self.at_s - earlier.at_s)

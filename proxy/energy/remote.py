@@ -8,6 +8,7 @@ meter-only mode, a pool served by vLLM or llama.cpp. The worker answers
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import httpx
 from pydantic import BaseModel
@@ -26,6 +27,9 @@ class RemoteEnergy(BaseModel):
     # The device this counter belongs to (host and GPU UUID or CPU package); the worker sends
     # the same id on every response (x-sprout-device), so rows and samples meet.
     device: str | None = None
+    # When the worker read its counter (UTC): the sampler places the reading there, within
+    # the time it asked and the time the answer came.
+    read_at: datetime | None = None
 
 
 class RemoteMeter(EnergyMeter):
@@ -61,7 +65,8 @@ class RemoteMeter(EnergyMeter):
             raise MeterUnavailable(self._last.reason)
         self._last = Availability(True, f"remote {document.meter} at {self._url}")
         self.name = f"remote:{document.meter}"
-        return EnergySample(document.energy_j, time.monotonic(), document.device)
+        return EnergySample(document.energy_j, time.monotonic(), document.device,
+                            document.read_at)
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

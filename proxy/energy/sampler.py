@@ -102,10 +102,15 @@ class MeterSampler:
             return None
         device = sample.device_id or target.device_id
         self._note(device, meter.name, target.pool, True, "")
-        # The counter was read somewhere between asking and the answer (a busy worker answers
-        # late): the midpoint halves the worst timing error of the window's boundary.
+        # The counter was read somewhere between asking and the answer. A worker says when (a
+        # busy one reads late in that span, then answers at once); clocks of two machines may
+        # disagree, so its time is kept within the span. Others: the midpoint, which halves
+        # the worst timing error of the window's boundary.
         answered = self._clock()
-        read_at = asked + (answered - asked) / 2
+        if sample.read_at is not None:
+            read_at = min(max(sample.read_at, asked), answered)
+        else:
+            read_at = asked + (answered - asked) / 2
         return {"device_id": device, "sampled_at": read_at, "energy_j": sample.energy_j,
                 "meter": meter.name[:256]}
 

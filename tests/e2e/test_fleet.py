@@ -126,7 +126,9 @@ def _traffic(one: Replica, index: int) -> str:
             pass
         return "ok"
     if kind == 2:
-        stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=24,
+        # Long enough that the answer cannot be complete (and so rightly `ok`) by the time the
+        # client's close reaches the proxy, however loaded the machine.
+        stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=512,
                                                 stream=True)
         next(iter(stream))
         stream.close()  # the client leaves mid-stream

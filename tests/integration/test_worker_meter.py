@@ -49,7 +49,8 @@ def test_unavailable_worker_meter_reports_why() -> None:
 @pytest.mark.worker
 def test_the_model_worker_serves_its_meter(worker: str) -> None:
     document = httpx.get(worker.removesuffix("/v1") + "/metrics/energy").json()
-    assert set(document) == {"available", "meter", "reason", "energy_j", "parts_j", "device"}
+    assert set(document) == {"available", "meter", "reason", "energy_j", "parts_j", "device",
+                             "read_at"}
     # The device it names is the one its responses name, so rows and samples meet.
     answer = httpx.post(worker + "/chat/completions", json={
         "model": "sprout-demo-tiny", "messages": [{"role": "user", "content": "hi"}],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from proxy.energy.apple import AppleMeter, parse_powermetrics_mw
 from proxy.energy.attribution import Flight, Window, attribute
-from proxy.energy.base import MeterUnavailable
+from proxy.energy.base import Availability, EnergyMeter, EnergySample, MeterUnavailable
 from proxy.energy.fakes import ReplayNVML
 from proxy.energy.nvml import NVMLMeter
 from proxy.energy.rapl import RAPLMeter
@@ -127,3 +128,41 @@ def test_fairness_identical_requests_get_identical_shares() -> None:
     flights = [Flight(f"r{i}", 0.0, 4.0, 20, 30) for i in range(3)]
     result = attribute([Window(0, 2, 90.0), Window(2, 4, 30.0)], flights)
     assert set(round(v, 9) for v in result.energy_j.values()) == {40.0}
+
+
+class _SaysWhen(EnergyMeter):
+    """A meter whose reading names its own read time (as a remote worker's does)."""
+
+    name = "says-when"
+
+    def __init__(self, read_at: datetime | None) -> None:
+        self._read_at = read_at
+
+    def availability(self) -> Availability:
+        return Availability(True, "")
+
+    async def read(self) -> EnergySample:
+        return EnergySample(5.0, 0.0, "dev", self._read_at)
+
+
+def test_a_reading_is_placed_at_the_time_the_meter_says_within_the_span_asked() -> None:
+    from proxy.energy.devices import MeterTarget
+    from proxy.energy.sampler import MeterSampler
+
+    asked = datetime(2026, 1, 1, tzinfo=UTC)
+    answered = asked + timedelta(milliseconds=200)
+
+    def placed(read_at: datetime | None) -> datetime:
+        times = iter([asked, answered])
+        sampler = MeterSampler(None, [], None, clock=lambda: next(times))  # type: ignore[arg-type]
+        target = MeterTarget("p", "remote", "http://w/metrics/energy", "dev")
+        row = asyncio.run(sampler._read(target, _SaysWhen(read_at)))
+        assert row is not None
+        return row["sampled_at"]  # type: ignore[return-value]
+
+    # A busy worker read late in the span and answered at once: its own time, not the middle.
+    assert placed(asked + timedelta(milliseconds=190)) == asked + timedelta(milliseconds=190)
+    # Clocks that disagree are held within the span; a meter that says nothing: the midpoint.
+    assert placed(asked - timedelta(seconds=5)) == asked
+    assert placed(answered + timedelta(seconds=5)) == answered
+    assert placed(None) == asked + timedelta(milliseconds=100)
