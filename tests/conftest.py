@@ -17,6 +17,7 @@ from proxy.app import create_app
 from proxy.config import Settings
 from proxy.fakes.upstream import ScriptedUpstream
 from proxy.pools.config import PoolConfig
+from proxy.server.options import server_options
 from tests.support.device import TEST_DEVICE
 from tests.support.postgres import PostgresServer, free_port
 from tests.support.servers import ChildProcess, ServerThread
@@ -114,7 +115,10 @@ def start_proxy(tmp_path: Path) -> Iterator[Callable[..., RunningProxy]]:
             "retry_backoff_max_s": 0.05,
         } | overrides
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
-        proxy = RunningProxy(ServerThread(create_app(settings)).start(), settings, database_url)
+        # The protocol and limits `sprout-proxy serve` runs with (proxy/server/options.py).
+        options = server_options(settings) | {"timeout_graceful_shutdown": 5}
+        proxy = RunningProxy(ServerThread(create_app(settings), **options).start(), settings,
+                             database_url)
         started.append(proxy)
         return proxy
 

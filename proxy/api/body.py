@@ -6,32 +6,40 @@ import asyncio
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive
 
 from proxy.errors import BodyTimedOut, InvalidRequest, PayloadTooLarge
 
 M = TypeVar("M", bound=BaseModel)
 
 
-async def read_body(request: Request, limit_bytes: int, timeout_s: float) -> bytes:
+async def read_body(receive: Receive, declared: str | None, limit_bytes: int,
+                    timeout_s: float) -> bytes:
     """The whole body within `timeout_s`, refusing more than `limit_bytes` without reading it.
 
-    Chunks are appended to one growing buffer and dropped at once: a list of uvicorn's 64 KiB
-    chunks, interleaved on the heap with everything else, is what kept RSS up after a burst of
-    large uploads (measured in tests/integration/test_server_limits.py).
+    `declared` is the Content-Length header, if any. Chunks are appended to one growing
+    buffer and dropped at once: a list of uvicorn's 64 KiB chunks, interleaved on the heap with
+    everything else, is what kept RSS up after a burst of large uploads (measured in
+    tests/integration/test_server_limits.py).
     """
-    declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
         raise PayloadTooLarge(_too_large(limit_bytes), code="request_too_large")
     buffer = bytearray()
     try:
         async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise InvalidRequest("client disconnected while sending the body")
+                chunk = message.get("body", b"")
                 if len(buffer) + len(chunk) > limit_bytes:
                     raise PayloadTooLarge(_too_large(limit_bytes), code="request_too_large")
+                if not message.get("more_body", False):
+                    if not buffer:
+                        return bytes(chunk)  # the usual case: the body in one message
+                    buffer += chunk
+                    break
                 buffer += chunk
-    except ClientDisconnect as exc:
-        raise InvalidRequest("client disconnected while sending the body") from exc
     except TimeoutError as exc:
         raise BodyTimedOut(f"Request body not received within {timeout_s:g} s.",
                            code="request_timeout") from exc

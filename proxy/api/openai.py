@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from starlette.types import Scope
 
 from proxy.api.body import parse_body, read_body
 from proxy.api.deps import StateDep, get_state
@@ -13,7 +14,7 @@ from proxy.protocol.chat import ChatCompletionRequest
 from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
 from proxy.protocol.models import ModelCard, ModelList
 from proxy.protocol.responses import ResponsesRequest
-from proxy.server.protocol import OVER_CAPACITY
+from proxy.server.protocol import DISCONNECT, OVER_CAPACITY
 from proxy.serving.deadline import TIMEOUT_HEADER, request_deadline
 from proxy.serving.service import InferenceRequest
 from proxy.state import AppState
@@ -28,12 +29,27 @@ _MODELS: dict[Endpoint, type[InferenceRequest]] = {
 }
 
 
+# The request headers the inference pipeline reads, found in one pass over the raw list
+# (Starlette's `Headers.get` scans and decodes the whole list for each name asked).
+_WANTED = frozenset({b"authorization", b"x-sprout-evaluator", b"x-sprout-directive",
+                     TIMEOUT_HEADER.encode(), b"content-length", b"transfer-encoding"})
+
+
+def _headers(scope: Scope) -> dict[bytes, str]:
+    found: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        if name in _WANTED and name not in found:  # uvicorn gives names in lower case
+            found[name] = value.decode("latin-1")
+    return found
+
+
 async def serve(request: Request, endpoint: Endpoint) -> Response:
     """The one pipeline all inference endpoints share."""
     state: AppState = get_state(request)
     serving = state.serving
     exchange = serving.begin(endpoint)
     settings = state.settings
+    headers = _headers(request.scope)
     body_read = False
     try:
         over = request.scope.get("extensions", {}).get(OVER_CAPACITY)
@@ -43,29 +59,31 @@ async def serve(request: Request, endpoint: Endpoint) -> Response:
                 f"{over['max_connections']}); retry shortly.", code="too_many_connections",
                 headers={"retry-after": "1", "connection": "close"})
         # The key first, from the headers alone: a stranger's body is never buffered.
-        exchange.api_key_id = state.keys.authenticate(request.headers.get("authorization"))
+        exchange.api_key_id = state.keys.authenticate(headers.get(b"authorization"))
         # Evaluator traffic is counted in the ledger but apart from client traffic; only the
         # master key (which the evaluator uses) may mark it.
         exchange.is_evaluator = (exchange.api_key_id == MASTER_KEY_ID
-                                     and "x-sprout-evaluator" in request.headers)
-        body = await read_body(request, settings.max_body_bytes, settings.server_body_timeout_s)
+                                     and b"x-sprout-evaluator" in headers)
+        body = await read_body(request.receive, headers.get(b"content-length"),
+                               settings.max_body_bytes, settings.server_body_timeout_s)
         body_read = True
         parsed = parse_body(_MODELS[endpoint], body)
-        deadline = request_deadline(request.headers.get(TIMEOUT_HEADER), parsed.is_stream,
+        deadline = request_deadline(headers.get(TIMEOUT_HEADER.encode()), parsed.is_stream,
                                     settings.request_timeout_s,
                                     settings.stream_first_byte_timeout_s)
     except ProxyError as exc:
         response = serving.reject(exchange, exc)
-        if not body_read and _has_body(request):
+        if not body_read and _has_body(headers):
             response.headers["connection"] = "close"  # its unread body is not worth reading
         return response
-    header = request.headers.get("x-sprout-directive")
-    return await serving.serve(exchange, parsed, request.receive, header, deadline)
+    return await serving.serve(exchange, parsed, request.receive,
+                               headers.get(b"x-sprout-directive"), deadline,
+                               request.scope.get("extensions", {}).get(DISCONNECT))
 
 
-def _has_body(request: Request) -> bool:
-    declared = request.headers.get("content-length")
-    return declared != "0" and (declared is not None or "transfer-encoding" in request.headers)
+def _has_body(headers: dict[bytes, str]) -> bool:
+    declared = headers.get(b"content-length")
+    return declared != "0" and (declared is not None or b"transfer-encoding" in headers)
 
 
 @router.post("/chat/completions", summary="Create a chat completion (OpenAI-compatible)")

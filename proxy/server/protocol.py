@@ -15,6 +15,8 @@ connection; uvicorn's own `limit_concurrency` would answer a bare text/plain 503
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -22,6 +24,40 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from proxy.protocol.errors import ErrorEnvelope
 
 OVER_CAPACITY = "sprout.over_capacity"  # scope["extensions"] key the protocol sets
+DISCONNECT = "sprout.disconnect"  # scope["extensions"] key: this connection's DisconnectHooks
+
+
+class DisconnectHooks:
+    """Callbacks run when the client's connection is lost.
+
+    What a request waiting on its upstream uses to learn that its client left, instead of a
+    task per request parked in `receive()` for the `http.disconnect` message.
+    """
+
+    __slots__ = ("_callbacks", "gone")
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[], None]] = []
+        self.gone = False
+
+    def add(self, callback: Callable[[], None]) -> None:
+        """Run `callback` when the connection is lost (soon, if it already is)."""
+        if self.gone:
+            asyncio.get_running_loop().call_soon(callback)
+        else:
+            self._callbacks.append(callback)
+
+    def remove(self, callback: Callable[[], None]) -> None:
+        """No longer interested."""
+        with contextlib.suppress(ValueError):
+            self._callbacks.remove(callback)
+
+    def fire(self) -> None:
+        """The connection is gone: run every callback once."""
+        self.gone = True
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -36,6 +72,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._header_bytes = 0
         self._in_headers = False
+        self._disconnect = DisconnectHooks()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Start the first request's header clock at the connect."""
@@ -43,9 +80,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._start_headers(begun=False)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Nothing left to time."""
+        """Nothing left to time; whoever waits on this client learns that it left."""
         self._stop_headers()
         super().connection_lost(exc)
+        self._disconnect.fire()
 
     def data_received(self, data: bytes) -> None:
         """Count the bytes of headers still unfinished after this chunk (the parser keeps them)."""
@@ -66,8 +104,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         """Headers are in: stop their clock, mark the request if past the connection cap."""
         self._stop_headers()
+        extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+        extensions[DISCONNECT] = self._disconnect
         if len(self.connections) > self._max_connections:
-            extensions = self.scope.setdefault("extensions", {})
             extensions[OVER_CAPACITY] = {"connections": len(self.connections),
                                          "max_connections": self._max_connections}
         super().on_headers_complete()

@@ -21,6 +21,7 @@ from proxy.errors import LedgerStatus, ProxyError
 from proxy.protocol.errors import ErrorEnvelope
 from proxy.protocol.streaming import Usage
 from proxy.routing.router import RouteDecision
+from proxy.server.protocol import DisconnectHooks
 from proxy.serving.deadline import Deadline
 from proxy.serving.directing import NO_DIRECTIVE, DirectiveDecision
 from proxy.serving.usage_estimate import tokens_from_chars
@@ -63,6 +64,7 @@ class Exchange:
     finish_reason: str | None = None
     failure: ProxyError | None = None  # why the last pool tried could not answer
     deadline: Deadline | None = None  # how long upstreams may take (None: only their timeouts)
+    disconnect: DisconnectHooks | None = None  # the connection's (None: watch `receive`)
     backend: Backend | None = None  # the backend holding this request (per-backend limits)
     accounts: ProvisionalAccounts | None = None  # the provisional energy of the finished row
     prefill: PrefillPhase | None = None  # another device prefilled it (disaggregated pool)

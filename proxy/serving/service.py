@@ -39,6 +39,7 @@ from proxy.protocol.responses import ResponsesRequest
 from proxy.protocol.streaming import ResponseProbe, StreamOptions
 from proxy.redact import redact_text
 from proxy.routing.router import RouteAsk, Router
+from proxy.server.protocol import DisconnectHooks
 from proxy.serving.capture import CapturePolicy
 from proxy.serving.deadline import Deadline
 from proxy.serving.directing import Director
@@ -119,9 +120,15 @@ class Serving:
         receive: Receive,
         directive_header: str | None = None,
         deadline: Deadline | None = None,
+        disconnect: DisconnectHooks | None = None,
     ) -> Response:
-        """Answer a parsed, authenticated request; never raises."""
+        """Answer a parsed, authenticated request; never raises.
+
+        `disconnect` (from proxy/server/protocol.py) tells when the client leaves; without it,
+        `receive` is watched for the `http.disconnect` message.
+        """
         exchange.deadline = deadline
+        exchange.disconnect = disconnect
         exchange.requested_model = request.model
         exchange.stream = request.is_stream
         exchange.prompt_chars = request.prompt_chars()
@@ -228,7 +235,7 @@ class Serving:
         else:
             payload = request.model_copy(update={"model": route.upstream_model})
             upstream = UpstreamRequest(exchange.endpoint, payload, stream=False)  # type: ignore[arg-type]
-        with _CancelOnDisconnect(receive) as watch:
+        with _CancelOnDisconnect(receive, exchange.disconnect) as watch:
             try:
                 response, body = await self._with_retries(exchange, route.pool, upstream, _read)
             except asyncio.CancelledError:
@@ -480,23 +487,34 @@ class Serving:
 class _CancelOnDisconnect:
     """Cancels the current task if the client disconnects while the block runs.
 
-    One watcher task per request instead of a second task for the work plus `asyncio.wait`.
+    With the connection's disconnect hooks, a callback; otherwise one watcher task parked in
+    `receive()` (instead of a second task for the work plus `asyncio.wait`).
     """
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, hooks: DisconnectHooks | None) -> None:
         self._receive = receive
+        self._hooks = hooks
         self._gone = False
+        self._inside = False
         self._task: asyncio.Task[object] | None = None
         self._watch: asyncio.Task[None] | None = None
 
     def __enter__(self) -> _CancelOnDisconnect:
         self._task = asyncio.current_task()
-        self._watch = asyncio.ensure_future(wait_for_disconnect(self._receive))
-        self._watch.add_done_callback(self._on_done)
+        self._inside = True
+        if self._hooks is not None:
+            self._hooks.add(self._client_left)
+        else:
+            self._watch = asyncio.ensure_future(wait_for_disconnect(self._receive))
+            self._watch.add_done_callback(self._on_done)
         return self
 
     def _on_done(self, watch: asyncio.Task[None]) -> None:
-        if not watch.cancelled() and self._task is not None:
+        if not watch.cancelled():
+            self._client_left()
+
+    def _client_left(self) -> None:
+        if self._inside and self._task is not None:
             self._gone = True
             self._task.cancel()
 
@@ -507,9 +525,12 @@ class _CancelOnDisconnect:
         return self._gone
 
     def __exit__(self, *_exc: object) -> None:
-        assert self._watch is not None
-        self._watch.remove_done_callback(self._on_done)
-        self._watch.cancel()
+        self._inside = False
+        if self._hooks is not None:
+            self._hooks.remove(self._client_left)
+        elif self._watch is not None:
+            self._watch.remove_done_callback(self._on_done)
+            self._watch.cancel()
 
 
 def _max_tokens(request: InferenceRequest) -> int | None:

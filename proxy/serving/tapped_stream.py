@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 from proxy.accounting.record import LedgerRow
 from proxy.backends.base import UpstreamResponse
 from proxy.errors import BackendUnavailable, LedgerStatus
+from proxy.server.protocol import DISCONNECT, DisconnectHooks
 from proxy.serving.exchange import Exchange, wait_for_disconnect
 from proxy.serving.stream_tap import StreamTap
 
@@ -68,7 +69,18 @@ class TappedStream(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pump until the upstream ends or the client leaves; the row is recorded once."""
         pump = asyncio.ensure_future(self._pump(send))
-        watch = asyncio.ensure_future(wait_for_disconnect(receive))
+        hooks: DisconnectHooks | None = scope.get("extensions", {}).get(DISCONNECT)
+        watch: asyncio.Future[None]
+        if hooks is not None:  # the connection says when it is lost (proxy/server/protocol.py)
+            watch = asyncio.get_running_loop().create_future()
+
+            def client_left() -> None:
+                if not watch.done():
+                    watch.set_result(None)
+
+            hooks.add(client_left)
+        else:
+            watch = asyncio.ensure_future(wait_for_disconnect(receive))
         disconnected = False
         try:
             try:
@@ -91,6 +103,8 @@ class TappedStream(Response):
             disconnected = True
         finally:
             watch.cancel()
+            if hooks is not None:
+                hooks.remove(client_left)
             await self._close()
             self._record(disconnected)
             self._on_close()

@@ -18,9 +18,11 @@ import uvicorn
 class ServerThread:
     """Serves an ASGI app with uvicorn in its own thread and event loop on a free port."""
 
-    def __init__(self, app: Any, *, port: int = 0) -> None:
+    def __init__(self, app: Any, *, port: int = 0, **options: Any) -> None:
+        """`options` are more `uvicorn.Config` arguments (the proxy's: `server_options`)."""
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+                                access_log=False, lifespan="on",
+                                **({"timeout_graceful_shutdown": 5} | options))
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.port = 0
