@@ -121,16 +121,22 @@ _TIMES = ("created_at", "served_at", "ended_at", "prefill_ended_at")
 _values = operator.attrgetter(*FIELDS)
 _db_values = operator.attrgetter(*DB_COLUMNS)
 # Compact, and datetimes as ISO text: the journal writes one such line per request.
-_encoder = json.JSONEncoder(default=lambda value: value.isoformat(), separators=(",", ":"),
-                            ensure_ascii=False)
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_TIME_INDEXES = tuple(FIELDS.index(name) for name in _TIMES)
 
 
 def journal_line(row: LedgerRow) -> bytes:
     """The row as one JSON array in `FIELDS` order, newline-terminated.
 
-    The request path's cheapest durable form: about half the cost of a JSON object.
+    The request path's cheapest durable form: about half the cost of a JSON object (and the
+    times turned to text first, not through the encoder's per-object `default` hook).
     """
-    return (_encoder.encode(_values(row)) + "\n").encode()
+    values = list(_values(row))
+    for index in _TIME_INDEXES:
+        value = values[index]
+        if value is not None:
+            values[index] = value.isoformat()
+    return (_encoder.encode(values) + "\n").encode()
 
 
 def from_journal(names: list[str], values: list[Any]) -> LedgerRow:
