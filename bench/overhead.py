@@ -334,8 +334,11 @@ def main() -> int:
     parser.add_argument("--proxy-setting", action="append", default=[], metavar="PROXY_X=V",
                         help="an environment setting for sprout-proxy (repeatable), e.g. "
                              "PROXY_SETTLEMENT_INTERVAL_S=3600 to see what settlement costs")
+    parser.add_argument("--stall-ms", type=float, default=20.0,
+                        help="the event-loop lag sprout-proxy counts as a stall")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
+    args.proxy_setting = [f"PROXY_LOOP_STALL_WARN_MS={args.stall_ms:g}", *args.proxy_setting]
     args.scenarios = set(args.scenarios.split(","))
 
     cpus = sorted(os.sched_getaffinity(0))
@@ -395,9 +398,13 @@ def main() -> int:
         for name, sprout in sprouts.items():
             sent = sum(int(r["requests"]) for r in results if r["target"] == name)  # type: ignore[call-overload]
             rows = len(wait_rows(databases[name], sent, timeout_s=60))
-            health = httpx.get(sprout.url + "/health").json()["ledger"]  # type: ignore[attr-defined]
-            ledger_lines.append(f"{name} ledger: {rows} rows for {sent} requests, "
-                                f"dropped_rows={health['dropped_rows']}")
+            health = httpx.get(sprout.url + "/health").json()  # type: ignore[attr-defined]
+            loop = health.get("event_loop")  # older revisions have no loop watch
+            ledger_lines.append(
+                f"{name} ledger: {rows} rows for {sent} requests, "
+                f"dropped_rows={health['ledger']['dropped_rows']}"
+                + (f"; event loop: worst lag {loop['max_lag_ms']} ms, {loop['stalls']} lags "
+                   f"over {args.stall_ms:g} ms" if loop else ""))
         table = report(results, args.concurrency)
         summary = "\n".join([table, targets_met(results, args.concurrency), "", *ledger_lines])
         print(summary)
