@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request, Response
 from starlette.types import Scope
 
@@ -76,9 +78,20 @@ async def serve(request: Request, endpoint: Endpoint) -> Response:
         if not body_read and _has_body(headers):
             response.headers["connection"] = "close"  # its unread body is not worth reading
         return response
-    return await serving.serve(exchange, parsed, request.receive,
-                               headers.get(b"x-sprout-directive"), deadline,
-                               request.scope.get("extensions", {}).get(DISCONNECT))
+    except asyncio.CancelledError:  # the shutdown grace ended while the body was coming in
+        response = serving.shut_down(exchange)
+        response.headers["connection"] = "close"
+        return response
+    try:
+        return await serving.serve(exchange, parsed, request.receive,
+                                   headers.get(b"x-sprout-directive"), deadline,
+                                   request.scope.get("extensions", {}).get(DISCONNECT))
+    except asyncio.CancelledError:
+        # The shutdown grace ended in a step that does not answer for itself (a stored
+        # Responses turn being read or written): still OpenAI's envelope and a row.
+        if exchange.recorded:
+            raise
+        return serving.shut_down(exchange)
 
 
 def _has_body(headers: dict[bytes, str]) -> bool:

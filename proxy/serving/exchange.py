@@ -65,6 +65,7 @@ class Exchange:
     failure: ProxyError | None = None  # why the last pool tried could not answer
     deadline: Deadline | None = None  # how long upstreams may take (None: only their timeouts)
     disconnect: DisconnectHooks | None = None  # the connection's (None: watch `receive`)
+    recorded: bool = False  # its row has been handed to the ledger
     backend: Backend | None = None  # the backend holding this request (per-backend limits)
     accounts: ProvisionalAccounts | None = None  # the provisional energy of the finished row
     prefill: PrefillPhase | None = None  # another device prefilled it (disaggregated pool)

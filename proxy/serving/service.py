@@ -167,6 +167,8 @@ class Serving:
             except Overloaded as exc:
                 failure = exc
                 continue
+            except asyncio.CancelledError:  # the shutdown grace ended while it queued
+                return self.shut_down(exchange)
             exchange.served_at = datetime.now(UTC)
             self.flights.begin(pool.name, exchange.request_id, exchange.served_at)
             answer = await self._attempt(exchange, route, request, receive,
@@ -199,7 +201,7 @@ class Serving:
                 return await self._stream(exchange, route, request, plan)
             except asyncio.CancelledError:
                 release()
-                return self._shut_down(exchange)
+                return self.shut_down(exchange)
             except DeadlineExceeded as exc:  # no time left for another pool
                 release()
                 return self.reject(exchange, exc)
@@ -240,7 +242,7 @@ class Serving:
                 response, body = await self._with_retries(exchange, route.pool, upstream, _read)
             except asyncio.CancelledError:
                 if not watch.client_gone():
-                    return self._shut_down(exchange)
+                    return self.shut_down(exchange)
                 # The client left; the cancelled fetch has closed the upstream connection.
                 exchange.set_usage(None, completion_estimate=0, source="estimate_chars")
                 self._record(exchange,
@@ -338,7 +340,7 @@ class Serving:
             on_close=lambda: self._release(route.pool, exchange),
         )
 
-    def _shut_down(self, exchange: Exchange) -> Response:
+    def shut_down(self, exchange: Exchange) -> Response:
         """A cancellation that is not the client's: the server's shutdown grace is over.
 
         uvicorn cancels what is still running when `timeout_graceful_shutdown` passes; this
@@ -366,6 +368,7 @@ class Serving:
 
     def _record(self, exchange: Exchange, row: LedgerRow) -> None:
         """The finished row goes to the journal and the ledger; the router learns from it."""
+        exchange.recorded = True
         if self.router is not None:
             self.router.observe(row, exchange.prompt_chars)
         self.ledger.submit(row)
