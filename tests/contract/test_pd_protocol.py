@@ -151,7 +151,7 @@ def test_failed_legs_fall_back_to_one_pool(start_proxy, pd_fakes, pg_url: str) -
 
 def test_a_member_pools_limit_bounds_the_legs_too(start_proxy, pd_fakes, pg_url: str) -> None:
     """The prefill pool's one slot is shared by its own requests and the prefill legs."""
-    (prefill, decode), urls = pd_fakes
+    (prefill, _decode), urls = pd_fakes
     pools = _pools(urls)
     # a100 takes one request at a time (one may wait); "direct" reaches only a100.
     pools[0] = PoolConfig.model_validate({
