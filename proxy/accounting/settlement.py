@@ -8,7 +8,8 @@ per device:
 
 1. **Horizon.** A window may close only when no row that overlaps it can still arrive: every
    live replica's heartbeat (`replicas`) says when its oldest request in flight on the
-   device's pools started and when its oldest row not yet in the database arrived. The
+   device's pools (a disaggregated pool's requests count on both its member pools) started
+   and when its oldest row not yet in the database arrived. The
    horizon is the earliest of those (and of the heartbeats). A request held open longer than
    `max_hold_s` no longer holds the horizon back: windows close without its share, and its row
    is labelled `estimated` if nothing was attributed to it.
@@ -16,7 +17,9 @@ per device:
    backwards, a reset, gives an estimated window). A device that has never produced a sample
    gets windows synthesised from its pool's hardware profile over the rows themselves.
 3. **Split.** `energy/attribution.attribute` shares each window among the rows from all
-   replicas that overlapped it (token-weighted, prefill against decode). Shares accumulate
+   replicas that overlapped it (token-weighted, prefill against decode); a disaggregated
+   row is two phases (`accounting/phases.py`), its prefill split on the prefill device and
+   its decode on the decode device, each final on its own device. Shares accumulate
    on the row (`settled_j`, `settled_busy_s`, `settled_shared`); once the horizon has passed a
    row's end it is final: `energy_method` becomes `measured` (alone on the device),
    `apportioned` (shared) or `estimated`, with its gCO2e recomputed.
