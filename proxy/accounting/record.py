@@ -72,6 +72,8 @@ class LedgerRow:
     prefill_operational_g_co2e: float | None = None
     prefill_embodied_g_co2e: float | None = None
     prefill_energy_method: str | None = None
+    # A disaggregated pool's fallback: the member pool that served it whole (charged for it).
+    served_pool: str | None = None
     # The client's request as received, for keys that opted in to capture: it goes to the
     # `prompt_samples` table (with retention), never into `requests`.
     captured_request: str | None = None

@@ -8,7 +8,8 @@ per device:
 
 1. **Horizon.** A window may close only when no row that overlaps it can still arrive: every
    live replica's heartbeat (`replicas`) says when its oldest request in flight on the
-   device's pools started and when its oldest row not yet in the database arrived. The
+   device's pools (a disaggregated pool's requests count on both its member pools) started
+   and when its oldest row not yet in the database arrived. The
    horizon is the earliest of those (and of the heartbeats). A request held open longer than
    `max_hold_s` no longer holds the horizon back: windows close without its share, and its row
    is labelled `estimated` if nothing was attributed to it.
@@ -16,7 +17,9 @@ per device:
    backwards, a reset, gives an estimated window). A device that has never produced a sample
    gets windows synthesised from its pool's hardware profile over the rows themselves.
 3. **Split.** `energy/attribution.attribute` shares each window among the rows from all
-   replicas that overlapped it (token-weighted, prefill against decode). Shares accumulate
+   replicas that overlapped it (token-weighted, prefill against decode); a disaggregated
+   row is two phases (`accounting/phases.py`), its prefill split on the prefill device and
+   its decode on the decode device, each final on its own device. Shares accumulate
    on the row (`settled_j`, `settled_busy_s`, `settled_shared`); once the horizon has passed a
    row's end it is final: `energy_method` becomes `measured` (alone on the device),
    `apportioned` (shared) or `estimated`, with its gCO2e recomputed.
@@ -42,26 +45,26 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    and_,
-    bindparam,
-    delete,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.pool import NullPool
 
 from proxy.accounting.db import make_engine
+from proxy.accounting.phases import (
+    PREFILL_FINAL,
+    PREFILL_PARTIAL,
+    ROW_FINAL,
+    ROW_PARTIAL,
+    Phase,
+    finish_late_prefills,
+    phases_on,
+    unsettled_prefill_devices,
+    update_phases,
+)
 from proxy.accounting.provisional import PROVISIONAL, PoolAccounts
 from proxy.accounting.tables import energy_devices, energy_samples, energy_windows, replicas
 from proxy.accounting.tables import requests as requests_table
 from proxy.carbon.embodied import operational_g
-from proxy.energy.attribution import Flight, Window, attribute, synthesise
+from proxy.energy.attribution import Window, attribute, synthesise
 from proxy.jobs.leader import LeaderLock
 
 log = logging.getLogger(__name__)
@@ -96,92 +99,6 @@ class SettlementStats:
     settled_rows: int = 0
     metered_j: float = 0.0
     idle_j: float = 0.0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Row:
-    request_id: str
-    pool: str | None
-    served_s: float
-    ended_s: float
-    prompt_tokens: int
-    completion_tokens: int
-    settled_j: float
-    settled_busy_s: float
-    settled_shared: bool
-    settled_estimated: bool
-    touched: bool
-    ci_g_per_kwh: float | None
-    pue: float | None
-    # A disaggregated row: its decode phase starts here on this device, and its prefill
-    # phase's footprint (another device's, estimated from that pool's profile) adds to it.
-    prefill_ended_s: float | None = None
-    prefill_j: float = 0.0
-    prefill_operational_g: float = 0.0
-    prefill_embodied_g: float = 0.0
-
-
-_PARTIAL = ("settled_j", "settled_busy_s", "settled_shared", "settled_estimated")
-_FINAL = (*_PARTIAL, "energy_j", "energy_method", "operational_g_co2e", "embodied_g_co2e",
-          "settled_at")
-
-
-_PG_TYPES = {"settled_j": "float8", "settled_busy_s": "float8", "settled_shared": "bool",
-             "settled_estimated": "bool", "energy_j": "float8", "energy_method": "text",
-             "operational_g_co2e": "float8", "embodied_g_co2e": "float8",
-             "settled_at": "timestamptz"}
-
-
-def _update_rows(connection: Connection, values: list[dict[str, Any]],
-                 columns: tuple[str, ...]) -> None:
-    """Update many rows by request id in one statement.
-
-    PostgreSQL: `UPDATE ... FROM unnest(arrays)`, one array per column, so the per-row cost
-    is a list append rather than a statement (settlement updates every row at least once).
-    """
-    if not values:
-        return
-    if connection.dialect.name == "postgresql":
-        raw = connection.connection.driver_connection
-        assert raw is not None
-        names = ("rid", *columns)
-        arrays = [[row[name] for row in values] for name in names]
-        unnest = ", ".join(f"%s::{_PG_TYPES.get(name, 'text')}[]" for name in names)
-        assignments = ", ".join(f"{name} = v.{name}" for name in columns)
-        with raw.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {requests_table.name} AS r SET {assignments} "
-                f"FROM unnest({unnest}) AS v({', '.join(names)}) "
-                "WHERE r.request_id = v.rid", arrays)
-        return
-    connection.execute(update(requests_table).where(
-        requests_table.c.request_id == bindparam("rid")).values(
-        **{name: bindparam(name) for name in columns}), values)
-
-
-def _rows_postgres(connection: Connection, device_id: str, start_s: float,
-                   end_s: float) -> list[_Row]:
-    """`Settlement._rows` through the driver's cursor: plain tuples, aware datetimes."""
-    raw = connection.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cursor:
-        cursor.execute(
-            "SELECT request_id, pool, served_at, ended_at, prompt_tokens, completion_tokens, "
-            "settled_j, settled_busy_s, settled_shared, settled_estimated, ci_g_per_kwh, pue, "
-            "prefill_ended_at, prefill_energy_j, prefill_operational_g_co2e, "
-            "prefill_embodied_g_co2e "
-            f"FROM {requests_table.name} WHERE device_id = %s AND settled_at IS NULL "
-            "AND served_at IS NOT NULL AND served_at < %s AND ended_at > %s",
-            (device_id, _at(end_s), _at(start_s)))
-        found = cursor.fetchall()
-    return [_Row(rid, pool, served.timestamp(), ended.timestamp(), prompt or 0,
-                 completion or 0, settled_j or 0.0, busy or 0.0, bool(shared),
-                 bool(synthesised), settled_j is not None, ci, pue,
-                 prefill_end.timestamp() if prefill_end is not None else None,
-                 prefill_j or 0.0, prefill_op or 0.0, prefill_emb or 0.0)
-            for (rid, pool, served, ended, prompt, completion, settled_j, busy, shared,
-                 synthesised, ci, pue, prefill_end, prefill_j, prefill_op, prefill_emb)
-            in found]
 
 
 def _aware(value: datetime) -> datetime:
@@ -335,6 +252,12 @@ class Settlement:
             for pool, started in json.loads(row.in_flight_json or "{}").items():
                 started_s = datetime.fromisoformat(started).timestamp()
                 per_pool[pool] = min(per_pool.get(pool, started_s), started_s)
+        # A disaggregated pool's request in flight holds both member pools' devices: its
+        # prefill phase lies on one, its decode phase on the other.
+        for pool, started_s in list(per_pool.items()):
+            accounts = self._pools.get(pool)
+            for member in accounts.members if accounts is not None else ():
+                per_pool[member] = min(per_pool.get(member, started_s), started_s)
         horizons = {pool: max(hold, min(base, started_s)) for pool, started_s in per_pool.items()}
         floor = max(hold, base)
         # Devices of unknown pools wait for every pool.
@@ -352,7 +275,7 @@ class Settlement:
                 requests_table.c.settled_at.is_(None), requests_table.c.device_id.is_not(None),
                 requests_table.c.served_at.is_not(None)).distinct()).all()
         row_pools: dict[str, set[str]] = {}
-        for device_id, pool in unsettled:
+        for device_id, pool in [*unsettled, *unsettled_prefill_devices(connection)]:
             row_pools.setdefault(device_id, set()).add(pool or "")
         for device_id in set(row_pools) | sampled:
             info = known.get(device_id)
@@ -388,8 +311,8 @@ class Settlement:
                 return self._finish_late(connection, device_id, horizon, now)
             return self._finish_late(connection, device_id, through, now)
         start_s, end_s = samples[0][0], samples[-1][0]
-        rows = self._rows(connection, device_id, start_s, end_s)
-        flights = [self._flight(row) for row in rows]
+        phases = phases_on(connection, device_id, start_s, end_s)
+        flights = [phase.flight() for phase in phases]
         windows: list[Window] = []
         estimated: set[str] = set()
         profile = self._accounts(pools)
@@ -405,7 +328,7 @@ class Settlement:
             if profile is not None:
                 windows.extend(synthesise(inside, left, right, active_w=profile.profile.active_w,
                                           idle_w=profile.profile.idle_w))
-        return self._apply(connection, device_id, rows, flights, windows, end_s,
+        return self._apply(connection, device_id, phases, windows, end_s,
                            "measured" if not estimated else "measured+reset", estimated, now)
 
     # -- devices without a meter -------------------------------------------------------------
@@ -414,25 +337,28 @@ class Settlement:
                           through: float | None, horizon: float, now: datetime) -> int:
         accounts = self._accounts(pools)
         if through is None:
-            first = connection.execute(select(func.min(requests_table.c.served_at)).where(
-                requests_table.c.device_id == device_id,
-                requests_table.c.settled_at.is_(None))).scalar()
-            if first is None:
+            columns = requests_table.c
+            firsts = [connection.execute(select(func.min(columns.served_at)).where(
+                where)).scalar() for where in (
+                and_(columns.device_id == device_id, columns.settled_at.is_(None)),
+                and_(columns.prefill_device_id == device_id,
+                     columns.prefill_energy_method == PROVISIONAL))]
+            known = [_aware(first).timestamp() for first in firsts if first is not None]
+            if not known:
                 return 0
-            through = _aware(first).timestamp()
+            through = min(known)
             self._ensure_device(connection, device_id, pools, None)
         if horizon <= through:
             return 0
         if accounts is None:  # its pool is unknown here: keep the rows' own estimates
             self._advance(connection, device_id, through, horizon)
             return self._finish_late(connection, device_id, horizon, now)
-        rows = self._rows(connection, device_id, through, horizon)
-        flights = [self._flight(row) for row in rows]
+        phases = phases_on(connection, device_id, through, horizon)
         profile = accounts.profile
-        windows = synthesise(flights, through, horizon, active_w=profile.active_w,
-                             idle_w=profile.idle_w)
-        return self._apply(connection, device_id, rows, flights, windows, horizon, "estimated",
-                           {row.request_id for row in rows}, now)
+        windows = synthesise([phase.flight() for phase in phases], through, horizon,
+                             active_w=profile.active_w, idle_w=profile.idle_w)
+        return self._apply(connection, device_id, phases, windows, horizon, "estimated",
+                           {phase.key for phase in phases}, now)
 
     # -- shared steps ------------------------------------------------------------------------
 
@@ -442,82 +368,56 @@ class Settlement:
                 return self._pools[pool]
         return None
 
-    def _rows(self, connection: Connection, device_id: str, start_s: float,
-              end_s: float) -> list[_Row]:
-        if connection.dialect.name == "postgresql":
-            return _rows_postgres(connection, device_id, start_s, end_s)
-        columns = requests_table.c
-        query = select(
-            columns.request_id, columns.pool, columns.served_at, columns.ended_at,
-            columns.prompt_tokens, columns.completion_tokens, columns.settled_j,
-            columns.settled_busy_s, columns.settled_shared, columns.settled_estimated,
-            columns.ci_g_per_kwh, columns.pue, columns.prefill_ended_at,
-            columns.prefill_energy_j, columns.prefill_operational_g_co2e,
-            columns.prefill_embodied_g_co2e,
-        ).where(columns.device_id == device_id, columns.settled_at.is_(None),
-                columns.served_at.is_not(None), columns.served_at < _at(end_s),
-                columns.ended_at > _at(start_s))
-        return [_Row(row.request_id, row.pool, _aware(row.served_at).timestamp(),
-                     _aware(row.ended_at).timestamp(), row.prompt_tokens or 0,
-                     row.completion_tokens or 0, row.settled_j or 0.0, row.settled_busy_s or 0.0,
-                     bool(row.settled_shared), bool(row.settled_estimated),
-                     row.settled_j is not None, row.ci_g_per_kwh, row.pue,
-                     _aware(row.prefill_ended_at).timestamp()
-                     if row.prefill_ended_at is not None else None,
-                     row.prefill_energy_j or 0.0, row.prefill_operational_g_co2e or 0.0,
-                     row.prefill_embodied_g_co2e or 0.0)
-                for row in connection.execute(query)]
-
-    @staticmethod
-    def _flight(row: _Row) -> Flight:
-        if row.prefill_ended_s is not None:  # only its decode phase was on this device
-            start_s = min(max(row.prefill_ended_s, row.served_s), row.ended_s)
-            return Flight(row.request_id, start_s, max(row.ended_s, start_s), 0,
-                          row.completion_tokens)
-        return Flight(row.request_id, row.served_s, max(row.ended_s, row.served_s),
-                      row.prompt_tokens, row.completion_tokens)
-
-    def _apply(self, connection: Connection, device_id: str, rows: list[_Row],
-               flights: list[Flight], windows: list[Window], through: float, method: str,
-               estimated: set[str], now: datetime) -> int:
+    def _apply(self, connection: Connection, device_id: str, phases: list[Phase],
+               windows: list[Window], through: float, method: str, estimated: set[str],
+               now: datetime) -> int:
         previous = windows[0].start_s if windows else None
         config = self.config
         # The device's pool's token weights (the settings' defaults for an unknown pool).
-        pools = {row.pool for row in rows if row.pool in self._pools}
+        pools = {phase.pool for phase in phases if phase.pool in self._pools}
         accounts = self._pools[min(pools)] if pools else None
         result = attribute(
-            windows, flights,
+            windows, [phase.flight() for phase in phases],
             prefill_weight=accounts.prefill_weight if accounts else config.prefill_weight,
             decode_weight=accounts.decode_weight if accounts else config.decode_weight)
         metered_j = sum(w.energy_j for w in windows)
         attributed_j = sum(result.energy_j.values())
-        partial, final = [], []
-        for row in rows:
-            joules = row.settled_j + result.energy_j.get(row.request_id, 0.0)
-            busy_s = row.settled_busy_s + result.busy_s.get(row.request_id, 0.0)
-            shared = row.settled_shared or row.request_id in result.shared
-            # A row that started before the first window it is given, and was given none
+        updates: dict[bool, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
+            False: ([], []), True: ([], [])}  # per kind of phase: partial, final
+        for phase in phases:
+            key = phase.key
+            joules = phase.settled_j + result.energy_j.get(key, 0.0)
+            busy_s = phase.settled_busy_s + result.busy_s.get(key, 0.0)
+            shared = phase.settled_shared or key in result.shared
+            # A phase that started before the first window it is given, and was given none
             # before, missed windows (held past max_hold_s, or older than the first sample):
             # its figure is not fully metered.
-            missed = previous is not None and not row.touched and row.served_s < previous - 1e-6
-            synthesised = row.settled_estimated or row.request_id in estimated or missed
-            values = {"rid": row.request_id, "settled_j": joules, "settled_busy_s": busy_s,
-                      "settled_shared": shared, "settled_estimated": synthesised}
-            if row.ended_s > through:
+            missed = (previous is not None and not phase.touched
+                      and phase.start_s < previous - 1e-6)
+            synthesised = phase.settled_estimated or key in estimated or missed
+            prefix = "prefill_" if phase.prefill else ""
+            values = {"rid": phase.request_id, prefix + "settled_j": joules,
+                      prefix + "settled_busy_s": busy_s, prefix + "settled_shared": shared,
+                      prefix + "settled_estimated": synthesised}
+            partial, final = updates[phase.prefill]
+            if phase.end_s > through:
                 partial.append(values)
                 continue
-            label = "apportioned" if shared else "measured"
-            if synthesised:
-                label = "estimated"
-            final.append(values | self._final(row, joules, busy_s, label, now))
+            label = "estimated" if synthesised else "apportioned" if shared else "measured"
+            final.append(values | (self._final_prefill(phase, joules, busy_s, label)
+                                   if phase.prefill else
+                                   self._final(phase, joules, busy_s, label, now)))
         self._advance(connection, device_id, previous, through)
-        _update_rows(connection, partial, _PARTIAL)
-        _update_rows(connection, final, _FINAL)
+        for prefill, (partial_set, final_set) in (
+                (False, (ROW_PARTIAL, ROW_FINAL)), (True, (PREFILL_PARTIAL, PREFILL_FINAL))):
+            partial, final = updates[prefill]
+            update_phases(connection, partial, partial_set)
+            update_phases(connection, final, final_set)
         if windows:
             connection.execute(insert(energy_windows).values(
                 device_id=device_id, start_at=_at(windows[0].start_s),
                 end_at=_at(windows[-1].end_s), metered_j=metered_j, attributed_j=attributed_j,
-                idle_j=result.idle_j, rows=len(flights), method=method, settled_at=now))
+                idle_j=result.idle_j, rows=len(phases), method=method, settled_at=now))
         connection.execute(delete(energy_samples).where(
             energy_samples.c.device_id == device_id,
             energy_samples.c.sampled_at < _at(through) - SAMPLE_RETENTION))
@@ -525,21 +425,35 @@ class Settlement:
         self.stats.windows += 1 if windows else 0
         self.stats.metered_j += metered_j
         self.stats.idle_j += result.idle_j
-        return len(final) + late
+        return len(updates[False][1]) + late
 
-    def _final(self, row: _Row, joules: float, busy_s: float, label: str,
+    def _final(self, phase: Phase, joules: float, busy_s: float, label: str,
                now: datetime) -> dict[str, Any]:
-        accounts = self._pools.get(row.pool or "")
+        """A row's own device's figures (a disaggregated row's prefill phase is added in SQL)."""
+        accounts = self._pools.get(phase.pool or "")
         embodied = busy_s * accounts.embodied_g_per_s if accounts is not None else None
-        operational = (operational_g(joules, row.ci_g_per_kwh, row.pue or 1.0)
-                       if row.ci_g_per_kwh is not None else None)
-        # A disaggregated row: its prefill phase, on another device, keeps its own estimate
-        # (labelled in prefill_energy_method) and stays in the totals.
-        return {"energy_j": joules + row.prefill_j, "energy_method": label,
-                "operational_g_co2e": None if operational is None
-                else operational + row.prefill_operational_g,
-                "embodied_g_co2e": None if embodied is None
-                else embodied + row.prefill_embodied_g, "settled_at": now}
+        operational = (operational_g(joules, phase.ci_g_per_kwh, phase.pue or 1.0)
+                       if phase.ci_g_per_kwh is not None else None)
+        return {"energy_j": joules, "energy_method": label, "operational_g_co2e": operational,
+                "embodied_g_co2e": embodied, "settled_at": now}
+
+    def _final_prefill(self, phase: Phase, joules: float, busy_s: float,
+                       label: str) -> dict[str, Any]:
+        """A prefill phase's figures: its device's joules, its own pool's grid and embodied rate.
+
+        The row's grid intensity is its decode pool's; the prefill pool's (times its PUE) is
+        the ratio its provisional estimate was written with, so the metered joules keep it.
+        """
+        accounts = self._pools.get(phase.pool or "")
+        operational = phase.estimate_operational_g
+        if operational is not None and phase.estimate_j > 0:
+            operational = joules * operational / phase.estimate_j
+        elif phase.ci_g_per_kwh is not None and accounts is not None:
+            operational = operational_g(joules, phase.ci_g_per_kwh, accounts.pue)
+        embodied = (busy_s * accounts.embodied_g_per_s if accounts is not None
+                    else phase.estimate_embodied_g)
+        return {"prefill_energy_j": joules, "prefill_energy_method": label,
+                "prefill_operational_g_co2e": operational, "prefill_embodied_g_co2e": embodied}
 
     @staticmethod
     def _finish_late(connection: Connection, device_id: str, through: float | None,
@@ -547,6 +461,7 @@ class Settlement:
         """Rows that arrived after their windows closed keep their estimate, labelled so."""
         if through is None:
             return 0
+        finish_late_prefills(connection, device_id, through)
         columns = requests_table.c
         late = and_(columns.device_id == device_id, columns.settled_at.is_(None),
                     columns.ended_at <= _at(through))

@@ -98,6 +98,11 @@ requests = Table(
     Column("prefill_energy_method", String(32), nullable=True),
     Column("prefill_settled_j", Float, nullable=True),
     Column("prefill_settled_busy_s", Float, nullable=True),
+    Column("prefill_settled_shared", Boolean, nullable=True),
+    Column("prefill_settled_estimated", Boolean, nullable=True),
+    # A disaggregated pool's fallback: the member pool that served the request whole (its
+    # profile, grid, PUE and embodied rate are charged; `pool` stays the pool routed to).
+    Column("served_pool", String(128), nullable=True),
     Index("ix_requests_created_at", "created_at"),
     # Settlement reads only rows not yet settled: a partial index keeps that set small however
     # long the ledger grows (settled rows leave it).

@@ -40,6 +40,7 @@ class UpstreamResponse(abc.ABC):
     device: str | None = None  # the device that served it, from a worker's x-sprout-device
     kv_bytes: int | None = None  # KV cache bytes held or pulled, from x-sprout-kv-bytes
     prefill: PrefillPhase | None = None  # set when another device prefilled (disaggregated)
+    served_pool: str | None = None  # a disaggregated pool's fallback: the member serving whole
 
     @abc.abstractmethod
     async def read(self) -> bytes:

@@ -14,10 +14,14 @@ or LMCache KV connectors), and sprout workers speak the same protocol
 3. once a decode answer starts, releases the cache a sprout worker holds
    (`DELETE {prefill backend}/kv/{id}`; vLLM frees its blocks itself once pulled).
 
-Failures fall back to one pool doing both phases: a prefill that no backend answers sends
-the client's request to the decode pool whole; a decode that no backend starts sends it to
-the prefill pool whole. A cancellation (client gone, deadline) closes whichever leg is open
-and releases the held cache. The answer names its device, the technique and the prefill
+Each leg holds an admission slot of its member pool while it runs, so a member pool's
+`max_concurrency` bounds its own requests and the legs together. Failures fall back to one
+pool doing both phases: a prefill that no backend answers (or whose pool is full, queue
+included) sends the client's request to the decode pool whole; a decode that no backend
+starts (or whose pool is full) sends it to the prefill pool whole. A fallback's answer names
+the pool that served it (`served_pool`): the row is charged that pool's profile, grid and
+embodied rate. A cancellation (client gone, deadline) closes whichever leg is open and
+releases the held cache. The answer names its device, the technique and the prefill
 phase (`PrefillPhase`), which the ledger row records.
 
 Serving sees one backend: its retries, breakers, stream tap and ledger row work unchanged.
@@ -36,7 +40,7 @@ import httpx
 
 from proxy.backends.base import Backend, PrefillPhase, UpstreamRequest, UpstreamResponse
 from proxy.energy.devices import DeviceMap
-from proxy.errors import BackendUnavailable
+from proxy.errors import BackendUnavailable, Overloaded
 from proxy.pools.config import PoolConfig
 from proxy.pools.registry import Pool
 from proxy.protocol.chat import ChatCompletionRequest
@@ -80,26 +84,27 @@ class DisaggregatedBackend(Backend):
         endpoint, stream = request.endpoint, request.stream
         try:
             phase, params, held = await self._prefill(endpoint, payload)
-        except BackendUnavailable as exc:
-            log.warning("pool %s: prefill leg failed (%s); decoding pool %s does it all",
+        except (BackendUnavailable, Overloaded) as exc:
+            log.warning("pool %s: prefill leg not served (%s); decoding pool %s does it all",
                         self.config.name, exc, self.decode.name)
             whole = UpstreamRequest(endpoint, monolithic(payload, self._model(self.decode,
                                                                               payload)), stream)
             response, backend = await self._leg(self.decode, whole)
-            return self._answer(response, self.decode, backend, "monolithic:prefill-failed")
+            return self._answer(response, self.decode, backend, "monolithic:prefill-failed",
+                                whole=True)
         try:
             leg = UpstreamRequest(endpoint, decode_leg(
                 payload, self._model(self.decode, payload), params), stream)
             try:
                 response, backend = await self._leg(self.decode, leg)
-            except BackendUnavailable as exc:
-                log.warning("pool %s: no decode backend answered (%s); prefill pool %s does "
+            except (BackendUnavailable, Overloaded) as exc:
+                log.warning("pool %s: no decode backend started (%s); prefill pool %s does "
                             "it all", self.config.name, exc, self.prefill.name)
                 whole = UpstreamRequest(endpoint, monolithic(payload, self._model(
                     self.prefill, payload)), stream)
                 response, backend = await self._leg(self.prefill, whole)
                 return self._answer(response, self.prefill, backend,
-                                    "monolithic:decode-failed")
+                                    "monolithic:decode-failed", whole=True)
         finally:
             self._release(held)  # the decode has pulled, failed, or was cancelled
         moved = response.kv_bytes if response.kv_bytes is not None else phase.kv_bytes
@@ -115,6 +120,7 @@ class DisaggregatedBackend(Backend):
             body = await response.read()
         finally:
             self.prefill.unclaim(backend)
+            self.prefill.admission.release()
         answer = PrefillAnswer.parse(body)
         if response.status_code != 200 or answer is None:
             raise BackendUnavailable(f"prefill leg answered HTTP {response.status_code}",
@@ -133,7 +139,21 @@ class DisaggregatedBackend(Backend):
 
     async def _leg(self, pool: Pool, request: UpstreamRequest) -> tuple[UpstreamResponse,
                                                                          Backend]:
-        """The first backend of `pool` whose answer is not a 5xx or 429 (it stays claimed)."""
+        """The first backend of `pool` whose answer is not a 5xx or 429.
+
+        The leg holds one of the member pool's admission slots (this replica's share of its
+        fleet-wide `max_concurrency`, as the pool's own requests do) and its backend's claim
+        until its answer is read or closed; a pool whose queue is full too raises `Overloaded`.
+        """
+        await pool.admission.acquire(pool.name)
+        try:
+            return await self._backends(pool, request)
+        except BaseException:
+            pool.admission.release()
+            raise
+
+    async def _backends(self, pool: Pool, request: UpstreamRequest
+                        ) -> tuple[UpstreamResponse, Backend]:
         last: BackendUnavailable | None = None
         for backend, breaker in pool.attempt_order(len(pool.backends)):
             pool.claim(backend)
@@ -157,9 +177,10 @@ class DisaggregatedBackend(Backend):
                                          "(circuit open)")
 
     def _answer(self, response: UpstreamResponse, pool: Pool, backend: Backend, decoding: str,
-                phase: PrefillPhase | None = None) -> UpstreamResponse:
+                phase: PrefillPhase | None = None, *, whole: bool = False) -> UpstreamResponse:
         device = response.device or self.devices.device_for(pool.name, backend.url)
-        return _LegResponse(response, pool, backend, decoding, device, phase)
+        return _LegResponse(response, pool, backend, decoding, device, phase,
+                            served_pool=pool.name if whole else None)
 
     @staticmethod
     def _model(pool: Pool, payload: ChatCompletionRequest | CompletionRequest) -> str:
@@ -187,10 +208,10 @@ class DisaggregatedBackend(Backend):
 
 
 class _LegResponse(UpstreamResponse):
-    """The answering leg's response; gives its backend's slot back when closed or read."""
+    """The answering leg's response; its backend's claim and pool slot go back once read."""
 
     def __init__(self, inner: UpstreamResponse, pool: Pool, backend: Backend, decoding: str,
-                 device: str, phase: PrefillPhase | None) -> None:
+                 device: str, phase: PrefillPhase | None, served_pool: str | None) -> None:
         self._inner = inner
         self._pool = pool
         self._backend: Backend | None = backend
@@ -199,11 +220,13 @@ class _LegResponse(UpstreamResponse):
         self.decoding = decoding
         self.device = device
         self.prefill = phase
+        self.served_pool = served_pool
         self.kv_bytes = phase.kv_bytes if phase is not None else None
 
     def _done(self) -> None:
         if self._backend is not None:
             self._pool.unclaim(self._backend)
+            self._pool.admission.release()
             self._backend = None
 
     async def read(self) -> bytes:

@@ -69,6 +69,7 @@ class Exchange:
     backend: Backend | None = None  # the backend holding this request (per-backend limits)
     accounts: ProvisionalAccounts | None = None  # the provisional energy of the finished row
     prefill: PrefillPhase | None = None  # another device prefilled it (disaggregated pool)
+    served_pool: str | None = None  # the member pool that served it whole (its accounts apply)
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the request reached the proxy."""
@@ -107,7 +108,8 @@ class Exchange:
         if self.prefill is not None:
             footprint, phase = self._split(ended_at)
         else:
-            footprint = (self.accounts.footprint(self.pool, self.prompt_tokens,
+            footprint = (self.accounts.footprint(self.served_pool or self.pool,
+                                                 self.prompt_tokens,
                                                  self.completion_tokens, self.served_at,
                                                  ended_at)
                          if self.accounts is not None else None)
@@ -163,7 +165,7 @@ class Exchange:
             predicted_energy_j=route.predicted_energy_j, directive_level=directive.level,
             directive_hash=directive.text_sha256, task_class=directive.task_class,
             device_id=self.device_id, served_at=self.served_at, ended_at=ended_at,
-            captured_request=self.captured_request, **footprint,
+            served_pool=self.served_pool, captured_request=self.captured_request, **footprint,
         )
 
     def record_error(self, exc: ProxyError) -> LedgerRow:

@@ -420,6 +420,7 @@ class Serving:
                 response = await backend.send(upstream)
                 exchange.decoding = response.decoding
                 exchange.prefill = response.prefill  # a disaggregated pool's prefill leg
+                exchange.served_pool = response.served_pool  # or the member that did it all
                 if response.device:
                     exchange.device_id = response.device
                 try:

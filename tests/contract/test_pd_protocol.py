@@ -6,6 +6,8 @@ connector does; every body it receives is checked field by field.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from proxy.fakes.pd_upstream import PDUpstream
 from proxy.fakes.upstream import Behaviour
 from proxy.pools.config import PoolConfig
+from proxy.pools.profile import pool_embodied_g_per_s, pool_profile
 from proxy.protocol.disaggregation import PREFILL_PARAMS
 from tests.support.ledger import wait_rows
 from tests.support.servers import ServerThread
@@ -49,7 +52,8 @@ def _pools(urls: list[str], **options: Any) -> list[PoolConfig]:
 def test_legs_carry_exactly_vllms_fields(start_proxy, pd_fakes, pg_url: str) -> None:
     (prefill, decode), urls = pd_fakes
     pools = _pools(urls)
-    client = start_proxy(pools, pg_url).client()
+    # (no settlement run: the rows are read as serving wrote them)
+    client = start_proxy(pools, pg_url, settlement_interval_s=3600).client()
 
     reply = client.chat.completions.create(model="fake-model", messages=MESSAGES, max_tokens=40,
                                            max_completion_tokens=40, temperature=0,
@@ -110,7 +114,7 @@ def test_a_clients_own_kv_transfer_params_never_reach_an_instance(start_proxy, p
 def test_failed_legs_fall_back_to_one_pool(start_proxy, pd_fakes, pg_url: str) -> None:
     (prefill, decode), urls = pd_fakes
     pools = _pools(urls)
-    client = start_proxy(pools, pg_url).client()
+    client = start_proxy(pools, pg_url, settlement_interval_s=3600).client()
 
     prefill.script(Behaviour(status=503))  # the prefill leg fails
     reply = client.chat.completions.create(model="fake-model", messages=MESSAGES, max_tokens=4)
@@ -132,3 +136,53 @@ def test_failed_legs_fall_back_to_one_pool(start_proxy, pd_fakes, pg_url: str) -
     assert rows[0]["device_id"] == f"backend:{urls[1]}" and rows[0]["prefill_pool"] is None
     assert rows[1]["device_id"] == f"backend:{urls[0]}"
     assert all(r["status"] == "ok" for r in rows)
+    # Each is charged to the member pool that served it whole: its profile and embodied rate.
+    assert [r["pool"] for r in rows] == ["pd", "pd"]
+    assert [r["served_pool"] for r in rows] == ["t4", "a100"]
+    by_name = {config.name: config for config in pools}
+    for found, name, other in ((rows[0], "t4", "a100"), (rows[1], "a100", "t4")):
+        tokens = (found["prompt_tokens"], found["completion_tokens"], None)
+        assert found["energy_j"] == pytest.approx(pool_profile(by_name[name]).predict_j(*tokens))
+        assert found["energy_j"] != pytest.approx(pool_profile(by_name[other]).predict_j(*tokens))
+        busy_s = (found["ended_at"] - found["served_at"]).total_seconds()
+        assert found["embodied_g_co2e"] == pytest.approx(
+            busy_s * pool_embodied_g_per_s(by_name[name]))
+
+
+def test_a_member_pools_limit_bounds_the_legs_too(start_proxy, pd_fakes, pg_url: str) -> None:
+    """The prefill pool's one slot is shared by its own requests and the prefill legs."""
+    (prefill, _decode), urls = pd_fakes
+    pools = _pools(urls)
+    # a100 takes one request at a time (one may wait); "direct" reaches only a100.
+    pools[0] = PoolConfig.model_validate({
+        "name": "a100", "kind": "openai", "base_urls": [urls[0]], "read_timeout_s": 5.0,
+        "models": ["member", "direct"], "max_concurrency": 1, "max_queue": 1})
+    client = start_proxy(pools, pg_url, settlement_interval_s=3600).client()
+
+    def direct() -> None:
+        client.chat.completions.create(model="direct", messages=MESSAGES, max_tokens=4)
+
+    prefill.script(Behaviour(delay_s=1.0))  # a100's own request holds its slot for a second
+    holder = threading.Thread(target=direct)
+    holder.start()
+    time.sleep(0.3)
+    reply = client.chat.completions.create(model="fake-model", messages=MESSAGES, max_tokens=4)
+    holder.join()
+    assert reply.choices[0].message.content
+    assert prefill.stats.max_active == 1  # the prefill leg waited for the slot
+    assert prefill.prefills  # then ran: a disaggregated answer
+
+    # Full, queue included: the prefill leg is not sent; the decode pool does it all.
+    prefill.script(Behaviour(delay_s=1.5), Behaviour(delay_s=1.5))
+    holders = [threading.Thread(target=direct) for _ in range(2)]
+    for thread in holders:
+        thread.start()
+        time.sleep(0.3)
+    served = len(prefill.prefills)
+    client.chat.completions.create(model="fake-model", messages=MESSAGES, max_tokens=4)
+    for thread in holders:
+        thread.join()
+    assert len(prefill.prefills) == served and prefill.stats.max_active == 1
+    rows = [r for r in wait_rows(pg_url, 5) if r["pool"] == "pd"]
+    assert [r["decoding"] for r in rows] == ["disaggregated", "monolithic:prefill-failed"]
+    assert rows[1]["served_pool"] == "t4"

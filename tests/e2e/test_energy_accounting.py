@@ -9,7 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
+from proxy.accounting.db import normalise_url
 from tests.conftest import MASTER_KEY
 from tests.support.ledger import wait_rows, wait_settled
 from tests.support.postgres import free_port
@@ -108,3 +110,99 @@ def test_the_ledger_records_speculative_decoding(start_proxy, tmp_path: Path) ->
     finally:
         worker.stop()
     assert row["decoding"] == "speculative" and row["status"] == "ok"
+
+
+def _metered_worker(model_dir: Path, tmp_path: Path, name: str, watts: int) -> ChildProcess:
+    port = free_port()
+    return ChildProcess(
+        ["-m", "worker", "--model", str(model_dir), "--served-name", "sprout-demo-tiny",
+         "--port", str(port), "--meter", f"fake:{watts}", "--device-id", name,
+         "--log-level", "warning"],
+        f"http://127.0.0.1:{port}/health", log_path=tmp_path / f"{name.replace('/', '-')}.log")
+
+
+@pytest.mark.worker
+def test_each_phase_of_a_disaggregated_request_is_metered_on_its_own_device(
+        start_proxy, demo_model_dir: Path, tmp_path: Path, pg_url: str) -> None:
+    """Prefill on one worker process, decode on another, each with its own simulated meter.
+
+    Both workers serve the tiny demo model (random weights, meaningless text: `--model demo`
+    style) on the CPU; `--meter fake:W` gives each a device of constant power with its own
+    counter (labelled fake), which the leader samples like any worker's `/metrics/energy`.
+    """
+    from proxy.pools.config import PoolConfig
+
+    new_gpu = _metered_worker(demo_model_dir, tmp_path, "host-p/gpu-new", 200)
+    old_gpu = _metered_worker(demo_model_dir, tmp_path, "host-d/gpu-old", 40)
+    for process in (new_gpu, old_gpu):
+        process.start()
+    member = {"kind": "worker", "models": ["sprout-demo-tiny"], "read_timeout_s": 60.0}
+    pools = [PoolConfig.model_validate(member | {
+                 "name": "new", "base_urls": [new_gpu.health_url.removesuffix("/health") + "/v1"],
+                 "accounting": {"hardware": "a100"}}),
+             PoolConfig.model_validate(member | {
+                 "name": "old", "base_urls": [old_gpu.health_url.removesuffix("/health") + "/v1"],
+                 "accounting": {"hardware": "t4"}}),
+             PoolConfig.model_validate({"name": "pd", "kind": "disaggregated",
+                                        "prefill_pool": "new", "decode_pool": "old",
+                                        "models": [{"name": "pd-model",
+                                                    "upstream_name": "sprout-demo-tiny"}]})]
+    try:
+        proxy = start_proxy(pools, pg_url, carbon_static_g_per_kwh=200.0,
+                            settlement_interval_s=1.0, settlement_margin_s=0.5,
+                            meter_sample_s=0.25)
+        client = proxy.client(timeout=60)
+        time.sleep(1.5)  # the sampler has read both devices before the first request
+        for index in range(4):  # one at a time, with samples between: each phase alone
+            if index % 2:
+                client.chat.completions.create(model="pd-model", messages=MESSAGES,
+                                               max_tokens=16, temperature=0)
+            else:
+                for _ in client.chat.completions.create(model="pd-model", messages=MESSAGES,
+                                                        max_tokens=16, stream=True):
+                    pass
+            time.sleep(1.0)
+        wait_rows(pg_url, 4, timeout_s=20)
+        rows = wait_settled(pg_url, 4, timeout_s=60)
+        deadline = time.monotonic() + 60  # the prefill phases settle on their own device
+        while any(r["prefill_energy_method"] == "provisional" for r in rows):
+            assert time.monotonic() < deadline, [r["prefill_energy_method"] for r in rows]
+            time.sleep(0.5)
+            rows = wait_settled(pg_url, 4)
+        admin = {"authorization": f"Bearer {MASTER_KEY}"}
+        devices = {d["device_id"]: d for pool in httpx.get(
+            proxy.root + "/admin/pools", headers=admin).json() for d in pool["devices"]}
+    finally:
+        for process in (new_gpu, old_gpu):
+            process.stop()
+
+    assert [r["decoding"] for r in rows] == ["disaggregated"] * 4
+    assert {r["prefill_device_id"] for r in rows} == {"host-p/gpu-new"}
+    assert {r["device_id"] for r in rows} == {"host-d/gpu-old"}
+    # Both phases metered, each alone on its device.
+    assert {r["prefill_energy_method"] for r in rows} == {"measured"}
+    assert {r["energy_method"] for r in rows} == {"measured"}
+    for row in rows:
+        assert row["prefill_energy_j"] == pytest.approx(row["prefill_settled_j"])
+        assert row["energy_j"] == pytest.approx(row["settled_j"] + row["prefill_energy_j"])
+        assert row["prefill_energy_j"] > 0 and row["settled_j"] > 0
+        assert row["operational_g_co2e"] == pytest.approx(row["energy_j"] / 3.6e6 * 200.0)
+    # Each device's joules went to its own phases: the prefill device's windows hold exactly
+    # the prefill joules, the decode device's the decode joules; attributed + idle = metered.
+    new, old = devices["host-p/gpu-new"], devices["host-d/gpu-old"]
+    engine = create_engine(normalise_url(pg_url))
+    with engine.connect() as connection:
+        windows = {device: connection.execute(text(
+            "SELECT sum(metered_j), sum(attributed_j), sum(idle_j), "
+            "extract(epoch FROM max(end_at) - min(start_at)) FROM energy_windows "
+            "WHERE device_id = :device"), {"device": device}).one()
+            for device in ("host-p/gpu-new", "host-d/gpu-old")}
+    engine.dispose()
+    for device, watts, phase_j in (
+            ("host-p/gpu-new", 200.0, sum(r["prefill_energy_j"] for r in rows)),
+            ("host-d/gpu-old", 40.0, sum(r["settled_j"] for r in rows))):
+        metered_j, attributed_j, idle_j, span_s = windows[device]
+        assert attributed_j == pytest.approx(phase_j, rel=1e-6)
+        assert attributed_j + idle_j == pytest.approx(metered_j, rel=1e-9)
+        assert metered_j == pytest.approx(watts * float(span_s), rel=0.05)
+    assert new["available"] and old["available"]
