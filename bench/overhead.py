@@ -348,7 +348,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="sprout-bench-"))
     postgres = PostgresServer()
     postgres.init()
-    postgres.start()
+    with affinity(load_cpus):  # the database, like the stub, off the proxies' core
+        postgres.start()
     processes: list[ChildProcess] = []
     worktrees: list[Path] = []
     litellm = None

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # An event-loop lag this long is logged with the collections and jobs of its moment
     # (`sprout_event_loop_lag_ms` counts every lag; proxy/server/loopwatch.py).
     loop_stall_warn_ms: float = Field(default=100.0, gt=0)
+    # How long a thread holding the GIL (the ledger writer formatting a COPY, a job's database
+    # call) may keep the event loop waiting before it must let go; CPython's default is 5 ms.
+    gil_switch_interval_ms: float = Field(default=1.0, gt=0, le=100)
 
     # Auth: the master key may call everything; virtual keys live hashed in `api_keys`.
     master_key: SecretStr | None = None

@@ -7,6 +7,7 @@ import dataclasses
 import gc
 import logging
 import random
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -180,6 +181,7 @@ def build_router(settings: Settings, registry: PoolRegistry, carbon: CarbonServi
 @asynccontextmanager
 async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, AppState]]:
     """Migrate, replay dead journals, build everything; on exit drain the ledger, close."""
+    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000.0)
     engine = make_engine(settings.database_url)
     if settings.migrate_on_start:
         await asyncio.to_thread(upgrade_to_head, settings.database_url)
