@@ -241,9 +241,13 @@ class ResponseStream:
     async def read(self) -> bytes:
         """The whole body."""
         connection = self._connection
-        while not (connection.complete or self._eof):
+        pieces: list[bytes] = []
+        while True:
+            while connection.body:  # taken as it comes: a paused socket resumes
+                pieces.append(connection.take())
+            if connection.complete or self._eof:
+                break
             await self._more()
-        pieces = [connection.take() for _ in range(len(connection.body))]
         self._release()
         return b"".join(pieces)
 

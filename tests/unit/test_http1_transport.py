@@ -157,3 +157,29 @@ def test_truncated_body_is_a_protocol_error_and_early_close_hangs_up() -> None:
         server.close()
 
     asyncio.run(scenario())
+
+
+def test_bodies_past_the_high_water_mark_are_read_whole() -> None:
+    """Reading pauses the socket past 256 KiB unread; taking the pieces resumes it."""
+    big = b"x" * (3 * 1024 * 1024)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(_ok(big))
+        await writer.drain()
+
+    async def scenario() -> None:
+        server, url, _ = await _serve(handler)
+        transport = _transport()
+        origin = ("127.0.0.1", int(url.split(":")[2].split("/")[0]))
+        head = b"POST /v1/x HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}"
+        whole = await (await transport.exchange(origin, head)).read()
+        assert whole == big
+        streamed = b"".join([chunk async for chunk in
+                             (await transport.exchange(origin, head)).iter_raw()])
+        assert streamed == big
+        assert (await _get(transport, url))[1] == big  # and through the httpx interface
+        await transport.aclose()
+        server.close()
+
+    asyncio.run(scenario())
