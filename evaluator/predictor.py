@@ -114,13 +114,13 @@ class _Features:
 
 
 def fit(examples: Sequence[Example], levels: Sequence[str], now: datetime | float, *,
-        version: str, seed: int = 0) -> Fitted | None:
+        version: str, seed: int = 0, min_verdicts: int = MIN_VERDICTS) -> Fitted | None:
     """Fit on the verdicts judged before `now`; None if too few (the regex classes stay)."""
     from sklearn.linear_model import LogisticRegression
 
     usable = [e for e in examples if _before(e.judged_at, now) and 0 <= e.winner < len(levels)]
     winners = np.array([e.winner for e in usable], dtype=int)
-    if len(usable) < MIN_VERDICTS or len(set(winners.tolist())) < 2:
+    if len(usable) < min_verdicts or len(set(winners.tolist())) < 2:
         return None
     features = _Features([e.text for e in usable])
     x = features.matrix()

@@ -28,7 +28,8 @@ def training_examples(connection: Connection, levels: Sequence[str]) -> list[Exa
     query = (select(judgments.c.judged_at, judgments.c.winner_level, prompt_samples.c.endpoint,
                     prompt_samples.c.request_json)
              .join(prompt_samples, prompt_samples.c.sample_id == judgments.c.sample_id)
-             .where(judgments.c.winner_level.is_not(None)))
+             .where(judgments.c.winner_level.is_not(None))
+             .order_by(judgments.c.judged_at, judgments.c.judgment_id))  # reproducible folds
     examples = []
     for row in connection.execute(query):
         if row.winner_level not in index:
@@ -39,10 +40,11 @@ def training_examples(connection: Connection, levels: Sequence[str]) -> list[Exa
     return examples
 
 
-def fit_examples(examples: Sequence[Example], levels: Sequence[str],
-                 now: datetime) -> Fitted | None:
+def fit_examples(examples: Sequence[Example], levels: Sequence[str], now: datetime,
+                 min_verdicts: int) -> Fitted | None:
     """Fit on the verdicts judged before `now` (None: too few, the regex classes stay)."""
-    return fit(examples, levels, now, version=f"pred_{now:%Y%m%dT%H%M%S}_{secrets.token_hex(3)}")
+    return fit(examples, levels, now, min_verdicts=min_verdicts,
+               version=f"pred_{now:%Y%m%dT%H%M%S}_{secrets.token_hex(3)}")
 
 
 def publish(connection: Connection, fitted: Fitted, levels: Sequence[str], now: datetime,

@@ -58,6 +58,7 @@ class RunOptions:
     resume: bool = True
     ci_g_per_kwh: float | None = None
     seed: int | None = None
+    predictor_min_verdicts: int = 100
 
     @classmethod
     def from_settings(cls, settings: Settings, levels: tuple[str, ...], trigger: str,
@@ -69,6 +70,7 @@ class RunOptions:
             "max_prompts": settings.evaluator_max_prompts,
             "time_budget_s": settings.evaluator_time_budget_s,
             "retention": timedelta(days=settings.prompt_retention_days), "trigger": trigger,
+            "predictor_min_verdicts": settings.evaluator_predictor_min_verdicts,
         }
         return cls(**(values | overrides))  # type: ignore[arg-type]
 
@@ -125,7 +127,8 @@ class EvaluationRun:
             with self._engine.connect() as connection:
                 examples = publish.training_examples(connection, self._options.levels)
             now = self._clock()
-            fitted = publish.fit_examples(examples, self._options.levels, now)
+            fitted = publish.fit_examples(examples, self._options.levels, now,
+                                          self._options.predictor_min_verdicts)
             if fitted is None:
                 log.info("predictor: %d verdicts, too few to fit (regex classes stay)",
                          len(examples))

@@ -168,10 +168,17 @@ class ClassifierHolder:
 
 
 def bucket_edges(baseline_probabilities: Sequence[float], buckets: int) -> tuple[float, ...]:
-    """Quantile edges that split predictions into `buckets` groups of equal size."""
+    """Quantile edges that split predictions into at most `buckets` groups of equal size.
+
+    Each edge lies halfway between two neighbouring distinct predictions, so no bucket is
+    empty (tied predictions share a bucket, and a bucket then covers more than its share).
+    """
     ordered = sorted(baseline_probabilities)
-    if not ordered:
-        return ()
-    edges = [ordered[min(len(ordered) - 1, (len(ordered) * i) // buckets)]
-             for i in range(1, buckets)]
+    edges = []
+    for i in range(1, buckets):
+        k = (len(ordered) * i) // buckets
+        if 0 < k < len(ordered) and ordered[k - 1] < ordered[k]:
+            edge = (ordered[k - 1] + ordered[k]) / 2
+            if not edges or edge > edges[-1]:
+                edges.append(edge)
     return tuple(edges)
