@@ -26,6 +26,7 @@ instead (year min/max, window mean), to show what causality costs.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import csv
 import dataclasses
 import math
@@ -256,6 +257,7 @@ def main() -> int:
                         help="captured prompts the predictor may train on (PROXY_PROMPT_"
                              "RETENTION_DAYS)")
     parser.add_argument("--statistics", choices=["causal", "sprout"], default="causal")
+    parser.add_argument("--jobs", type=int, default=2, help="simulations run in parallel")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "replay")
     args = parser.parse_args()
 
@@ -273,14 +275,22 @@ def main() -> int:
           f"statistics={args.statistics}")
     records = []
     texts = [text for d in datasets for text in d.texts]
-    for window in args.windows:
-        traffic = build_traffic(datasets, trace, args.hours, args.requests_per_hour,
-                                np.random.default_rng([args.seed, window]))
-        for region in regions:
-            results = simulate(region, window, traffic, args, levels, texts)
-            print(f"  {region.name} {window}: learned {results['learned']['saving_pct']:.1f}% "
-                  f"/ {results['learned']['preference_pct']:.1f}% "
+    # Every (window, region) is independent: one process each, `--jobs` at a time (the
+    # learned policy refits the predictor at every evaluator run, ~1-4 s a fit).
+    with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
+        futures = {}
+        for window in args.windows:
+            traffic = build_traffic(datasets, trace, args.hours, args.requests_per_hour,
+                                    np.random.default_rng([args.seed, window]))
+            for region in regions:
+                futures[window, region.name] = pool.submit(simulate, region, window, traffic,
+                                                           args, levels, texts)
+        for (window, name), future in futures.items():
+            results = future.result()
+            print(f"  {name} {window}: learned {results['learned']['saving_pct']:.1f}% / "
+                  f"{results['learned']['preference_pct']:.1f}% "
                   f"({results['learned']['predictor_fits']} fits)", flush=True)
+            region = next(r for r in regions if r.name == name)
             for policy, values in results.items():
                 ref = reference.get((region.name, window, REFERENCE_LABELS.get(policy, "")))
                 records.append({"region": region.name, "window_start_hour": window,

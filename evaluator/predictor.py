@@ -76,11 +76,10 @@ class _Features:
     """Column indices for the features of a set of prompts."""
 
     def __init__(self, texts: Sequence[str]) -> None:
-        self.parsed = [(text.lower().split(), classify(text)) for text in texts]
+        self.parsed = [(text.lower().split(), classify(text), prompt_key(text)) for text in texts]
         prompts_with: Counter[str] = Counter()
         seen = set()
-        for lowered, _ in self.parsed:
-            key = prompt_key(lowered)
+        for lowered, _, key in self.parsed:
             if key not in seen:
                 seen.add(key)
                 prompts_with.update(set(prompt_words(lowered)))
@@ -101,10 +100,10 @@ class _Features:
         rows: list[int] = []
         cols: list[int] = []
         values: list[float] = []
-        for r, (lowered, regex_class) in enumerate(self.parsed):
+        for r, (lowered, regex_class, key) in enumerate(self.parsed):
             counts: Counter[int] = Counter(self.word_index[w] for w in prompt_words(lowered)
                                            if w in self.word_index)
-            counts[self.prompt_index[prompt_key(lowered)]] += 1
+            counts[self.prompt_index[key]] += 1
             counts[self.class_index[regex_class]] += 1
             cells = [*counts.items(), (0, length_feature(lowered))]
             rows.extend([r] * len(cells))

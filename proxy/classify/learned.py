@@ -9,8 +9,8 @@ Features of a prompt (the text `classify` reads, lower-cased and split on whites
 
 - its words, at most the first `HEAD_WORDS` and the last `TAIL_WORDS` (the cost is bounded
   however long the prompt); only words seen in at least a few judged prompts have a weight;
-- the prompt itself, as a 64-bit BLAKE2b hash of its normalised text: a prompt that recurs
-  gets the verdicts it had (the model stores hashes, never text);
+- the prompt itself, as a 64-bit BLAKE2b hash of its text (surrounding whitespace stripped):
+  a prompt that recurs gets the verdicts it had (the model stores hashes, never text);
 - the regex classifier's class (`proxy.classify.classifier`) and log(1 + words).
 
 The model gives logits d_k = z_k - z_0 of every level against the baseline (index 0), so
@@ -30,7 +30,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from proxy.classify.classifier import classify
+from proxy.classify.classifier import classify, classify_words
 
 HEAD_WORDS = 48
 TAIL_WORDS = 16
@@ -44,9 +44,9 @@ def prompt_words(lowered_words: list[str]) -> list[str]:
     return lowered_words[:HEAD_WORDS] + lowered_words[-TAIL_WORDS:]
 
 
-def prompt_key(lowered_words: list[str]) -> str:
-    """The prompt's identity feature: a hash of its normalised text (no text is kept)."""
-    return hashlib.blake2b(" ".join(lowered_words).encode(), digest_size=8).hexdigest()
+def prompt_key(text: str) -> str:
+    """The prompt's identity feature: a hash of its text (no text is kept)."""
+    return hashlib.blake2b(text.strip().encode(), digest_size=8).hexdigest()
 
 
 def length_feature(lowered_words: list[str]) -> float:
@@ -89,10 +89,11 @@ class LearnedClassifier:
 
     def logits(self, text: str) -> Weights:
         """d_k = z_k - z_0 for every non-baseline level k."""
+        words = text.split()
         lowered = text.lower().split()
-        rows = [self.regex_classes.get(classify(text)), self.prompts.get(prompt_key(lowered))]
-        get = self.words.get
-        rows.extend(get(word) for word in prompt_words(lowered))
+        rows = [self.regex_classes.get(classify_words(text, words)),
+                self.prompts.get(prompt_key(text))]
+        rows.extend(map(self.words.get, prompt_words(lowered)))
         length = length_feature(lowered)
         if len(self.bias) == 2:  # three levels: two running sums, the common case
             first = self.bias[0] + self.length[0] * length
@@ -174,7 +175,7 @@ def bucket_edges(baseline_probabilities: Sequence[float], buckets: int) -> tuple
     empty (tied predictions share a bucket, and a bucket then covers more than its share).
     """
     ordered = sorted(baseline_probabilities)
-    edges = []
+    edges: list[float] = []
     for i in range(1, buckets):
         k = (len(ordered) * i) // buckets
         if 0 < k < len(ordered) and ordered[k - 1] < ordered[k]:

@@ -66,8 +66,8 @@ class ScriptedUpstream:
     carries it (so levels differ, like a real model's answers). A request for one of
     `judge_models` is answered like a judge: "Best: N" for the shortest answer in the prompt
     (or the longest, with `judge_prefers="longest"`; with `"marked"`, the longest for an
-    instruction that contains "[thorough]", else the shortest); asked for `logprobs`, the number alone,
-    with the answer labels' log-probabilities.
+    instruction that contains "[thorough]", else the shortest); asked for `logprobs`, the
+    number alone, with the answer labels' log-probabilities.
     """
 
     def __init__(self, models: tuple[str, ...] = ("fake-model",), name: str = "fake", *,
