@@ -7,6 +7,10 @@
   Goal <= 10 ms.
 - Decision: what the request path adds per chat request: policy, task class, one draw from the
   published Allocation, directive injection. Goal <= 20 us.
+- Learned classes: a predictor fitted by `evaluator.predictor` on 5,000 verdicts drawn from
+  Sprout's judged prompts (../shared/data/sprout; a synthetic set without it), then the
+  per-request classification over 2,000 of those prompts (their real lengths, up to ~500
+  words) and the whole decision with it. Goal <= 20 us per classification.
 - Joint LP: the same 8 x 3 x 6 as x[class, level, pool] with 6 pool capacity rows.
 - Routing: Router.order over 6 pools (cost policy; forecasts with 8 output quantiles each).
 """
@@ -17,17 +21,16 @@ import random
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from proxy.accounting.record import LedgerRow  # noqa: E402
 from proxy.auth.keys import KeyRing  # noqa: E402
 from proxy.classify.classifier import CLASSES, classify  # noqa: E402
 from proxy.directives.catalogue import DEFAULT_LEVELS, Catalogue  # noqa: E402
 from proxy.directives.store import CatalogueStore  # noqa: E402
+from proxy.limits.usage import KeyUsage  # noqa: E402
 from proxy.optimiser.allocation import Allocation, AllocationHolder  # noqa: E402
 from proxy.optimiser.lp import ClassTerms, solve  # noqa: E402
 from proxy.protocol.chat import ChatCompletionRequest  # noqa: E402
@@ -66,16 +69,17 @@ def decision_times(repeats: int) -> dict[str, float]:
     catalogue = Catalogue(DEFAULT_LEVELS)
     rows = {name: (0.2, 0.5, 0.3) for name in CLASSES}
     holder = AllocationHolder(Allocation(catalogue.ids, rows, (1.0, 0.0, 0.0), "bench"))
-    director = Director(CatalogueStore(catalogue), holder, KeyRing(None), "auto", random.Random(0))
+    keys = KeyRing(None)
+    director = Director(CatalogueStore(catalogue), holder, keys, "auto", random.Random(0),
+                        KeyUsage(keys, [], flush_s=60.0))
     requests = [ChatCompletionRequest.model_validate(
         {"model": "m", "messages": [{"role": "system", "content": "Be kind."},
                                     {"role": "user", "content": p}]}) for p in PROMPTS]
-    row = LedgerRow("r", None, "chat")  # type: ignore[arg-type]
     results = {}
     for name, call in [
         ("classify", lambda r: classify(r.task_text())),
         ("allocation draw", lambda r: holder.current.draw("open/s", 0.42)),
-        ("whole decision (policy+classify+draw+inject)", lambda r: director.apply(row, r, None)),
+        ("whole decision (policy+classify+draw+inject)", lambda r: director.apply(r, None, None)),
     ]:
         samples = []
         for _ in range(5):
@@ -85,6 +89,50 @@ def decision_times(repeats: int) -> dict[str, float]:
                     call(request)
             samples.append((time.perf_counter() - started) / (repeats * len(requests)) * 1e6)
         results[name] = statistics.median(samples)
+    return results
+
+
+def learned_times(data_dir: Path) -> dict[str, float]:
+    """Fit a predictor as the evaluator does; time its classification on real prompts."""
+    from bench.sprout_data import load_datasets
+    from evaluator.predictor import Example, fit
+    from proxy.classify.learned import ClassifierHolder
+
+    rng = random.Random(0)
+    datasets = load_datasets(data_dir, None) if data_dir.is_dir() else []
+    judged = [(t, int(b)) for d in datasets for t, b in zip(d.texts, d.best_level, strict=True)]
+    if not judged:  # no reference data: prompts whose wording decides the winner
+        judged = [(f"{p} (variant {i})", i % 3) for i in range(600) for p in PROMPTS[:1]]
+        judged += [(f"{p} #{i}", i % 3) for i in range(400) for p in PROMPTS]
+    drawn = [judged[rng.randrange(len(judged))] for _ in range(5000)]
+    started = time.perf_counter()
+    fitted = fit([Example(text, best, float(i)) for i, (text, best) in enumerate(drawn)],
+                 Catalogue(DEFAULT_LEVELS).ids, 1e9, version="bench")
+    fit_s = time.perf_counter() - started
+    assert fitted is not None
+    classifier = fitted.classifier
+    prompts = [judged[rng.randrange(len(judged))][0] for _ in range(2000)]
+    catalogue = Catalogue(DEFAULT_LEVELS)
+    rows = {name: (0.2, 0.5, 0.3) for name in classifier.classes}
+    holder = AllocationHolder(Allocation(catalogue.ids, rows, (1.0, 0.0, 0.0), "bench"))
+    keys = KeyRing(None)
+    director = Director(CatalogueStore(catalogue), holder, keys, "auto", random.Random(0),
+                        KeyUsage(keys, [], flush_s=60.0), ClassifierHolder(classifier))
+    requests = [ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": p}]}) for p in prompts]
+    results = {"fit (2 folds + full), s": fit_s,
+               "mean prompt words": statistics.mean(len(p.split()) for p in prompts)}
+    for name, call in [("learned classify", lambda r: classifier.classify(r.task_text())),
+                       ("regex classify (same prompts)", lambda r: classify(r.task_text())),
+                       ("whole decision, learned classes", lambda r: director.apply(
+                           r, None, None))]:
+        samples = []
+        for _ in range(5):
+            started = time.perf_counter()
+            for request in requests:
+                call(request)
+            samples.append((time.perf_counter() - started) / len(requests) * 1e6)
+        results[name + ", us"] = statistics.median(samples)
     return results
 
 
@@ -109,7 +157,7 @@ def routing_micros(requests: int) -> float:
     from proxy.energy.estimate import PROFILES
     from proxy.pools.config import PoolConfig
     from proxy.pools.registry import Pool, Route
-    from proxy.routing.router import PoolStatic, Router, RoutingConfig
+    from proxy.routing.router import PoolStatic, RouteAsk, Router, RoutingConfig
 
     names = ["a100", "v100", "m1-pro", "h100", "t4", "cpu"]
     routes = []
@@ -121,10 +169,10 @@ def routing_micros(requests: int) -> float:
                     lambda region: 300.0)
     for tokens in range(1, 200, 7):
         router.predictor.observe("qa", "L0", "a100", tokens)
-    row = LedgerRow("r", datetime.now(UTC), "chat", task_class="qa", directive_level="L0")
+    ask = RouteAsk("chat", "qa", "L0", prompt_chars=200)
     started = time.perf_counter()
     for _ in range(requests):
-        router.order(routes, row, prompt_chars=200, max_tokens=None)
+        router.order(routes, ask)
     return (time.perf_counter() - started) / requests * 1e6
 
 
@@ -136,6 +184,9 @@ def main() -> int:
     for name, micros in decision_times(2000).items():
         print(f"{name:46s} {micros:6.2f} us per request")
     print("(goal for the whole decision: <= 20 us)")
+    for name, value in learned_times(ROOT.parent / "shared/data/sprout").items():
+        print(f"{name:46s} {value:8.2f}")
+    print("(goal for the learned classification: <= 20 us)")
     joint = joint_times(100, random.Random(1))
     print(f"joint LP x[class, level, pool] 8 x 3 x 6 + 6 capacity rows: median "
           f"{statistics.median(joint):.2f} ms")

@@ -12,6 +12,9 @@ policies, all built from the production modules (`proxy.classify`, `proxy.optimi
   evaluation (Sprout's design);
 - per-class: our mix per task class with one global quality constraint, quality per class
   from decayed, shrunk verdict counts of all evaluations so far;
+- learned: the per-class LP over classes learned from the evaluator's verdicts
+  (`evaluator.predictor`, `proxy.classify.learned`), refitted after every evaluator run and
+  used only from the hour after it (`bench/learned_policy.py`); L0 until the first fit;
 - oracle: knows every request's verdict and energies (per-prompt greedy: an upper bound).
 
 Everything is causal: CI min/max/mean come from a trailing window, and the evaluator fires by
@@ -23,8 +26,10 @@ instead (year min/max, window mean), to show what causality costs.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import csv
 import dataclasses
+import math
 import sys
 import time
 from pathlib import Path
@@ -34,6 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.learned_policy import LearnedPolicy  # noqa: E402
 from bench.sprout_data import Dataset, Region, load_datasets, load_job_trace, load_regions  # noqa: E402
 from evaluator.schedule import should_evaluate  # noqa: E402
 from proxy.classify.classifier import CLASSES  # noqa: E402
@@ -45,9 +51,10 @@ from proxy.optimiser.quality import VerdictCounts  # noqa: E402
 # (../shared/data/sprout/README.md, "How the Sprout simulator uses these data", item 5).
 EMBODIED_G_PER_S = 26356.568 / (5 * 365 * 24 * 3600)
 STALENESS_RATE_PER_H = 0.029
-POLICIES = ("base", "co2opt", "sprout", "per_class", "oracle")
+POLICIES = ("base", "co2opt", "sprout", "per_class", "learned", "oracle")
 LABELS = {"base": "always-L0", "co2opt": "CO2-opt", "sprout": "Sprout (global mix)",
-          "per_class": "per-class mix (ours)", "oracle": "oracle (per-prompt)"}
+          "per_class": "per-class mix (ours)", "learned": "learned classes (ours)",
+          "oracle": "oracle (per-prompt)"}
 REFERENCE_LABELS = {"base": "BASE", "co2opt": "SPROUT_CO2", "sprout": "SPROUT",
                     "oracle": "ORACLE"}
 
@@ -61,6 +68,7 @@ class Hour:
     best: np.ndarray
     cls: np.ndarray
     uniform: np.ndarray
+    prompt: np.ndarray  # index into the concatenated prompt texts of all datasets
 
 
 def build_traffic(datasets: list[Dataset], trace: np.ndarray | None, hours: int,
@@ -68,6 +76,7 @@ def build_traffic(datasets: list[Dataset], trace: np.ndarray | None, hours: int,
     """Hourly traffic for one window; the same for every region (as in Sprout's runs)."""
     count = len(datasets)
     offsets = rng.integers(0, len(trace), count) if trace is not None else np.zeros(count, int)
+    starts = np.cumsum([0] + [len(d.best_level) for d in datasets])
     step, next_update = 0, 0
     shares = np.full(count, 1 / count)
     traffic = []
@@ -78,14 +87,15 @@ def build_traffic(datasets: list[Dataset], trace: np.ndarray | None, hours: int,
             step += 1
             next_update = t + max(1, round(rng.normal(24, 4.8)))
         per_dataset = rng.multinomial(per_hour, shares)
-        parts = [(d, rng.integers(0, len(d.best_level), n)) for d, n in zip(datasets, per_dataset,
-                                                                       strict=True) if n]
+        parts = [(d, rng.integers(0, len(d.best_level), n), start)
+                 for d, n, start in zip(datasets, per_dataset, starts, strict=False) if n]
         traffic.append(Hour(
-            energy_j=np.concatenate([d.energy_j[i] for d, i in parts]),
-            time_s=np.concatenate([d.time_s[i] for d, i in parts]),
-            best=np.concatenate([d.best_level[i] for d, i in parts]),
-            cls=np.concatenate([d.class_index[i] for d, i in parts]),
+            energy_j=np.concatenate([d.energy_j[i] for d, i, _ in parts]),
+            time_s=np.concatenate([d.time_s[i] for d, i, _ in parts]),
+            best=np.concatenate([d.best_level[i] for d, i, _ in parts]),
+            cls=np.concatenate([d.class_index[i] for d, i, _ in parts]),
             uniform=rng.random(per_hour),
+            prompt=np.concatenate([i + start for _, i, start in parts]),
         ))
     return traffic
 
@@ -111,8 +121,14 @@ def oracle_levels(carbon: np.ndarray, best: np.ndarray, floor_matches: float) ->
 
 
 def simulate(region: Region, start: int, traffic: list[Hour], args: argparse.Namespace,
-             levels: int) -> dict[str, dict[str, float]]:
+             levels: int, texts: list[str]) -> dict[str, dict[str, float]]:
     """One region and window: per policy, carbon per request and quality per hour."""
+    learned = LearnedPolicy(texts, tuple(f"L{k}" for k in range(levels)),
+                            half_life_h=math.log(2) / STALENESS_RATE_PER_H,
+                            retention_h=args.retention_days * 24,
+                            prior_strength=args.prior_strength,
+                            lower_bound_z=args.lower_bound_z, embodied_g_per_s=EMBODIED_G_PER_S)
+    prompt_counts = np.zeros(len(texts))
     ci = region.ci_g_per_kwh
     window = ci[start:start + len(traffic)]
     classes = len(CLASSES)
@@ -148,6 +164,8 @@ def simulate(region: Region, start: int, traffic: list[Hour], args: argparse.Nam
             verdicts.add_many(hour.cls[sample], hour.best[sample])
             energy.add(hour.cls[sample], hour.energy_j[sample])
             seconds.add(hour.cls[sample], hour.time_s[sample])
+            learned.judged(t, hour.prompt[sample], hour.energy_j[sample], hour.time_s[sample],
+                           hour.best[sample])
             judged = np.bincount(hour.best[sample], minlength=levels)
             sprout_q = tuple(float(v) for v in judged / judged.sum())
             last_eval, evaluations = t, evaluations + 1
@@ -168,6 +186,8 @@ def simulate(region: Region, start: int, traffic: list[Hour], args: argparse.Nam
         ours = solve([ClassTerms(name, float(shares[i]), tuple(carbon_est[i]), q_class[name])
                       for i, name in enumerate(CLASSES)], form="per_class", **common)
         rows["per_class"] = np.array([ours.rows[name] for name in CLASSES])
+        # Verdicts judged during this hour are not known yet when it is served (causal).
+        learned_rows = learned.rows(float(t), ci_now, ci_min, ci_max, args.xi, prompt_counts)
 
         carbon_all = hour.energy_j / 3.6e6 * ci_now + EMBODIED_G_PER_S * hour.time_s
         base_matches = float((hour.best == 0).sum())
@@ -177,12 +197,17 @@ def simulate(region: Region, start: int, traffic: list[Hour], args: argparse.Nam
                 scale = tolerance_scale(ci_now, ci_min, ci_max)
                 served = oracle_levels(carbon_all, hour.best,
                                        (1 - args.xi * scale) * base_matches)
+            elif policy == "learned":
+                served = (np.zeros(len(hour.best), dtype=int) if learned_rows is None else
+                          draw_levels(learned_rows[1], learned_rows[0][hour.prompt],
+                                      hour.uniform))
             else:
                 served = draw_levels(rows[policy], hour.cls, hour.uniform)
             carbon_h[policy].append(float(carbon_all[index, served].mean()))
             quality_h[policy].append(float((served == hour.best).sum()) / max(base_matches, 1))
             level_mix[policy] += np.bincount(served, minlength=levels) / len(served)
         traffic_counts = 0.9 * traffic_counts + np.bincount(hour.cls, minlength=classes)
+        prompt_counts = 0.9 * prompt_counts + np.bincount(hour.prompt, minlength=len(texts))
 
     base_carbon = float(np.mean(carbon_h["base"]))
     results = {}
@@ -193,6 +218,8 @@ def simulate(region: Region, start: int, traffic: list[Hour], args: argparse.Nam
             "preference_pct": float(np.mean(quality_h[policy])) * 100,
             "mean_carbon_per_req_g": float(np.mean(carbon_h[policy])),
             "evaluations": evaluations,
+            "predictor_fits": learned.fits,
+            "heldout_accuracy": (learned.fitted.heldout_accuracy if learned.fitted else None),
             **{f"mean_x_L{k}": float(mix[k]) for k in range(levels)},
         }
     return results
@@ -226,7 +253,11 @@ def main() -> int:
     parser.add_argument("--lower-bound-z", type=float, default=0.2,
                         help="per-class quality: score non-baseline levels by q - z*SE")
     parser.add_argument("--trailing-hours", type=int, default=720)
+    parser.add_argument("--retention-days", type=float, default=7.0,
+                        help="captured prompts the predictor may train on (PROXY_PROMPT_"
+                             "RETENTION_DAYS)")
     parser.add_argument("--statistics", choices=["causal", "sprout"], default="causal")
+    parser.add_argument("--jobs", type=int, default=2, help="simulations run in parallel")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "replay")
     args = parser.parse_args()
 
@@ -243,11 +274,23 @@ def main() -> int:
           f"{', '.join(r.name for r in regions)}; windows: {args.windows}; xi={args.xi}; "
           f"statistics={args.statistics}")
     records = []
-    for window in args.windows:
-        traffic = build_traffic(datasets, trace, args.hours, args.requests_per_hour,
-                                np.random.default_rng([args.seed, window]))
-        for region in regions:
-            results = simulate(region, window, traffic, args, levels)
+    texts = [text for d in datasets for text in d.texts]
+    # Every (window, region) is independent: one process each, `--jobs` at a time (the
+    # learned policy refits the predictor at every evaluator run, ~1-4 s a fit).
+    with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
+        futures = {}
+        for window in args.windows:
+            traffic = build_traffic(datasets, trace, args.hours, args.requests_per_hour,
+                                    np.random.default_rng([args.seed, window]))
+            for region in regions:
+                futures[window, region.name] = pool.submit(simulate, region, window, traffic,
+                                                           args, levels, texts)
+        for (window, name), future in futures.items():
+            results = future.result()
+            print(f"  {name} {window}: learned {results['learned']['saving_pct']:.1f}% / "
+                  f"{results['learned']['preference_pct']:.1f}% "
+                  f"({results['learned']['predictor_fits']} fits)", flush=True)
+            region = next(r for r in regions if r.name == name)
             for policy, values in results.items():
                 ref = reference.get((region.name, window, REFERENCE_LABELS.get(policy, "")))
                 records.append({"region": region.name, "window_start_hour": window,

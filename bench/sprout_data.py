@@ -25,6 +25,7 @@ class Dataset:
     time_s: np.ndarray  # (rows, levels)
     best_level: np.ndarray  # (rows,)
     class_index: np.ndarray  # (rows,) index into CLASSES
+    texts: list[str] = dataclasses.field(default_factory=list)  # (rows,) the instructions
 
 
 @dataclasses.dataclass
@@ -51,7 +52,7 @@ def load_datasets(data_dir: Path, names: list[str] | None) -> list[Dataset]:
             continue
         levels = sorted(int(col.rsplit("L", 1)[1]) for col in header
                         if col.startswith("energy_j_L"))
-        energy, time, best, classes = [], [], [], []
+        energy, time, best, classes, texts = [], [], [], [], []
         with path.open(newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
                 if row["judged_best_level"] == "":
@@ -63,8 +64,9 @@ def load_datasets(data_dir: Path, names: list[str] | None) -> list[Dataset]:
                     continue
                 best.append(int(row["judged_best_level"]))
                 classes.append(CLASSES.index(classify(row["instruction"])))
+                texts.append(row["instruction"])
         found.append(Dataset(path.stem, np.array(energy), np.array(time), np.array(best),
-                             np.array(classes)))
+                             np.array(classes), texts))
     return found
 
 

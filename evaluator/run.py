@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import random
 import secrets
 import time
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, desc, insert, select, update
 
-from evaluator import sampling
+from evaluator import publish, sampling
 from evaluator.generator import Answer, Generator
 from evaluator.judge import Judge
 from evaluator.scores import score_rows
@@ -27,6 +28,7 @@ from proxy.accounting.tables import evaluation_answers, evaluations, judgments, 
 from proxy.config import Settings
 from proxy.jobs.leader import LeaderLock
 
+log = logging.getLogger(__name__)
 EVALUATOR_LOCK_KEY = 0x73_70_72_6F_75_74 + 1
 Progress = Callable[[int, int], None]
 
@@ -56,6 +58,7 @@ class RunOptions:
     resume: bool = True
     ci_g_per_kwh: float | None = None
     seed: int | None = None
+    predictor_min_verdicts: int = 100
 
     @classmethod
     def from_settings(cls, settings: Settings, levels: tuple[str, ...], trigger: str,
@@ -67,6 +70,7 @@ class RunOptions:
             "max_prompts": settings.evaluator_max_prompts,
             "time_budget_s": settings.evaluator_time_budget_s,
             "retention": timedelta(days=settings.prompt_retention_days), "trigger": trigger,
+            "predictor_min_verdicts": settings.evaluator_predictor_min_verdicts,
         }
         return cls(**(values | overrides))  # type: ignore[arg-type]
 
@@ -113,7 +117,29 @@ class EvaluationRun:
             if self._progress:
                 self._progress(done + 1, len(samples))
         await asyncio.to_thread(self._finish, evaluation_id, summary)
+        if summary.status == "done":
+            await asyncio.to_thread(self._publish_predictor, evaluation_id)
         return summary
+
+    def _publish_predictor(self, evaluation_id: str) -> None:
+        """Refit the learned-class predictor on every retained verdict and publish it."""
+        try:
+            with self._engine.connect() as connection:
+                examples = publish.training_examples(connection, self._options.levels)
+            now = self._clock()
+            fitted = publish.fit_examples(examples, self._options.levels, now,
+                                          self._options.predictor_min_verdicts)
+            if fitted is None:
+                log.info("predictor: %d verdicts, too few to fit (regex classes stay)",
+                         len(examples))
+                return
+            with self._engine.begin() as connection:
+                publish.publish(connection, fitted, self._options.levels, now, evaluation_id)
+            log.info("predictor %s: %d verdicts, held-out accuracy %.3f (regex classes %.3f)",
+                     fitted.classifier.version, fitted.verdicts, fitted.heldout_accuracy,
+                     fitted.regex_accuracy)
+        except Exception:  # a failed fit keeps the published predictor; the run still counts
+            log.exception("predictor: fit failed")
 
     def _load(self, sample_ids: list[str]) -> list[sampling.Sample]:
         with self._engine.connect() as connection:

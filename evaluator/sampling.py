@@ -11,6 +11,9 @@ from typing import Any
 from sqlalchemy import Connection, delete, select
 
 from proxy.accounting.tables import evaluation_answers, evaluations, prompt_samples
+from proxy.classify.classifier import CLASSES, classify
+
+REGEX_CLASSES = frozenset(CLASSES)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,9 +70,12 @@ def load(connection: Connection, sample_ids: list[str]) -> list[Sample]:
     """The samples still present (retention may have removed some), in the given order."""
     found = {row.sample_id: row for row in connection.execute(
         select(prompt_samples).where(prompt_samples.c.sample_id.in_(sample_ids)))}
-    return [Sample(sid, found[sid].endpoint, found[sid].task_class or "open/s",
-                   json.loads(found[sid].request_json))
-            for sid in sample_ids if sid in found]
+    samples = [Sample(sid, found[sid].endpoint, found[sid].task_class or "",
+                      json.loads(found[sid].request_json)) for sid in sample_ids if sid in found]
+    # Verdicts are kept per regex class (the cold start's quality scores): a prompt captured
+    # under a learned class is classified again here.
+    return [s if s.task_class in REGEX_CLASSES else
+            dataclasses.replace(s, task_class=classify(s.instruction())) for s in samples]
 
 
 def delete_expired(connection: Connection, now: datetime, retention: timedelta) -> int:

@@ -173,6 +173,9 @@ class Settings(BaseSettings):
     evaluator_grace_h: float = Field(default=6.0, ge=0)
     evaluator_staleness_rate_per_h: float = Field(default=0.029, ge=0)
     evaluator_max_pool_utilisation: float = Field(default=0.5, ge=0, le=1)
+    # Learned task classes: after each finished run the evaluator fits a predictor on every
+    # retained verdict; with fewer than this many, the regex classes stay.
+    evaluator_predictor_min_verdicts: int = Field(default=100, ge=2)
 
     # Optimiser: the LP re-solved on a schedule and published to the request path.
     optimiser_interval_s: float = Field(default=300.0, gt=0)

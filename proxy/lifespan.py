@@ -36,6 +36,7 @@ from proxy.carbon.static import REGION_ANNUAL_G_PER_KWH, StaticProvider
 from proxy.carbon.trace import TraceProvider
 from proxy.carbon.ukgrid import UKGridProvider
 from proxy.carbon.watttime import WattTimeProvider
+from proxy.classify.learned import ClassifierHolder
 from proxy.config import Settings
 from proxy.directives.catalogue import Catalogue
 from proxy.directives.store import CatalogueStore
@@ -229,7 +230,9 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     catalogue = catalogues.current
     holder = AllocationHolder(Allocation.always(
         catalogue.ids, catalogue.baseline.level, "cold start: the optimiser has not run yet"))
-    director = Director(catalogues, holder, keys, settings.directive_default, rng, usage)
+    classifiers = ClassifierHolder()  # regex classes until a learned predictor is published
+    director = Director(catalogues, holder, keys, settings.directive_default, rng, usage,
+                        classifiers)
     capture = CapturePolicy(keys, master_key_captures=settings.capture_master_key_prompts,
                             rate=settings.prompt_capture_rate, rng=rng)
     router = await asyncio.to_thread(build_router, settings, registry, carbon, engine, holder)
@@ -244,7 +247,7 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
     reoptimiser = Reoptimiser(
         engine=engine, settings=settings, catalogues=catalogues, holder=holder,
         provider=await asyncio.to_thread(carbon_provider, settings), leader=leader,
-        history=history,
+        history=history, classifiers=classifiers,
         planner=(JointPlanner(router, registry, settings.optimiser_max_utilisation)
                  if settings.routing_policy == "joint" else None),
     )

@@ -13,6 +13,7 @@ from proxy.accounting.tables import (
     evaluations,
     judgments,
     optimiser_runs,
+    predictors,
     requests,
     usage_hourly,
 )
@@ -115,3 +116,22 @@ def last_finished_evaluation(connection: Connection) -> datetime | None:
     if found is None:
         return None
     return found if found.tzinfo else found.replace(tzinfo=UTC)
+
+
+def latest_predictor_version(connection: Connection) -> str | None:
+    """The version of the newest published learned-class predictor, if any (one index read)."""
+    version: str | None = connection.execute(select(predictors.c.version).order_by(
+        desc(predictors.c.fitted_at)).limit(1)).scalar()
+    return version
+
+
+def predictor(connection: Connection, version: str) -> dict[str, Any] | None:
+    """A published predictor's row, its JSON documents parsed."""
+    row = connection.execute(select(predictors).where(predictors.c.version == version)).first()
+    if row is None:
+        return None
+    values = dict(row._mapping)
+    values["model"] = json.loads(values.pop("model_json"))
+    values["heldout"] = json.loads(values.pop("heldout_json"))
+    values["fitted_at"] = _as_aware(values["fitted_at"], datetime.now(UTC))
+    return values

@@ -264,6 +264,25 @@ quality_scores = Table(
 )
 
 
+# The learned-class predictor the evaluator fits at the end of each run (newest wins; the
+# proxy replicas pick it up on their next optimiser tick). heldout_json: every verdict it was
+# fitted from, with the learned class its held-out (cross-fitted) model gave it, for q.
+predictors = Table(
+    "predictors",
+    metadata,
+    Column("version", String(64), primary_key=True),
+    Column("fitted_at", DateTime(timezone=True), nullable=False),
+    Column("evaluation_id", String(64), nullable=True),
+    Column("levels", String(256), nullable=False),
+    Column("verdicts", Integer, nullable=False),
+    Column("heldout_accuracy", Float, nullable=False),
+    Column("heldout_log_loss", Float, nullable=False),
+    Column("regex_accuracy", Float, nullable=False),  # the regex classes, held out alike
+    Column("model_json", Text, nullable=False),
+    Column("heldout_json", Text, nullable=False),
+    Index("ix_predictors_fitted_at", "fitted_at"),
+)
+
 # Cumulative meter readings, one per device per sampling tick, taken by the jobs leader only.
 energy_samples = Table(
     "energy_samples",

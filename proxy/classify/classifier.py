@@ -55,7 +55,11 @@ CLASSES = tuple(f"{kind}/{size}" for kind in KINDS for _, size in SIZES)
 
 def classify(text: str) -> str:
     """The task class of a prompt (one of `CLASSES`)."""
-    words = text.split()
+    return classify_words(text, text.split())
+
+
+def classify_words(text: str, words: list[str]) -> str:
+    """`classify` for a caller that has split the text on whitespace already."""
     count = len(words)
     size = next(name for bound, name in SIZES if bound is None or count <= bound)
     return f"{_kind(text, words)}/{size}"

@@ -65,8 +65,9 @@ class ScriptedUpstream:
     `directive_tokens` maps a directive text to the number of tokens answered when a request
     carries it (so levels differ, like a real model's answers). A request for one of
     `judge_models` is answered like a judge: "Best: N" for the shortest answer in the prompt
-    (or the longest, with `judge_prefers="longest"`); asked for `logprobs`, the number alone,
-    with the answer labels' log-probabilities.
+    (or the longest, with `judge_prefers="longest"`; with `"marked"`, the longest for an
+    instruction that contains "[thorough]", else the shortest); asked for `logprobs`, the
+    number alone, with the answer labels' log-probabilities.
     """
 
     def __init__(self, models: tuple[str, ...] = ("fake-model",), name: str = "fake", *,
@@ -198,7 +199,9 @@ class ScriptedUpstream:
     async def _judge(self, request: dict[str, Any], model: str, send: Send) -> None:
         prompt = request["messages"][-1]["content"]
         answers = re.findall(r"Answer (\d+):\n<<<\n(.*?)\n>>>", prompt, re.DOTALL)
-        pick = min if self.judge_prefers == "shortest" else max
+        longest = self.judge_prefers == "longest" or (
+            self.judge_prefers == "marked" and "[thorough]" in prompt)
+        pick = max if longest else min
         number = pick(answers, key=lambda a: len(a[1]))[0] if answers else "1"
         self.stats.completed += 1
         choice: dict[str, Any] = {"index": 0, "finish_reason": "stop", "logprobs": None,

@@ -18,6 +18,7 @@ from proxy.carbon.base import CarbonIntensityProvider, CIReading
 from proxy.carbon.history import CIHistory
 from proxy.carbon.window import CIStats, trailing_stats
 from proxy.classify.classifier import CLASSES
+from proxy.classify.learned import ClassifierHolder, LearnedClassifier, RegexClassifier
 from proxy.config import Settings
 from proxy.directives.store import CatalogueStore
 from proxy.jobs.leader import LeaderLock
@@ -44,6 +45,7 @@ class Reoptimiser:
         leader: LeaderLock,
         history: CIHistory,
         planner: JointPlanner | None = None,
+        classifiers: ClassifierHolder | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._engine = engine
@@ -55,6 +57,9 @@ class Reoptimiser:
         self._history = history
         self._planner = planner  # set: solve the joint directive + placement LP
         self._clock = clock
+        self.classifiers = classifiers or ClassifierHolder()
+        # The learned-class predictor in force (None: the regex classes), as /admin shows it.
+        self.predictor: PublishedPredictor | None = None
         self.last_solve_ms = 0.0
         # When the evaluator last finished a run (fleet-wide, from `evaluations`; /metrics).
         self.last_evaluation_at: datetime | None = None
@@ -63,6 +68,9 @@ class Reoptimiser:
         """Solve and publish (leader), or publish the leader's latest solve (follower)."""
         now = self._clock()
         self.last_evaluation_at = await asyncio.to_thread(self._last_evaluation)
+        # Leader and followers alike: the newest predictor labels requests from now on, and
+        # the leader's allocation (solved over the same classes) arrives in the same tick.
+        await asyncio.to_thread(self._refresh_predictor)
         if not await asyncio.to_thread(self._leader.is_leader):
             return await self._follow()
         settings = self._settings
@@ -74,8 +82,16 @@ class Reoptimiser:
         history = await self._history.readings(None, self.provider, now - window, now)
         usage, verdicts, last_hour = await asyncio.to_thread(self._read, now)
         stats = trailing_stats(history, now, window, reading)
+        classes: tuple[str, ...] = CLASSES
+        predictor = self.predictor
+        if predictor is not None and isinstance(self.classifiers.current, LearnedClassifier):
+            # Quality per learned class from held-out verdicts only (cross-fitted).
+            classes = predictor.classifier.classes
+            horizon = now - timedelta(hours=8 * settings.optimiser_half_life_h)
+            verdicts = [Verdict(task_class, winner, (now - at).total_seconds() / 3600)
+                        for at, task_class, winner in predictor.heldout if at >= horizon]
         built = build_terms(
-            self._catalogues.current.ids, CLASSES, usage, verdicts,
+            self._catalogues.current.ids, classes, usage, verdicts,
             ci_g_per_kwh=reading.g_per_kwh,
             j_per_output_token=settings.estimate_j_per_output_token,
             half_life_h=settings.optimiser_half_life_h,
@@ -148,6 +164,27 @@ class Reoptimiser:
             last_hour = repository.served_since(connection, now - timedelta(hours=1))
         return usage, verdicts, last_hour
 
+    def _refresh_predictor(self) -> None:
+        """Load the newest published predictor if it is not the one in force."""
+        with self._engine.connect() as connection:
+            version = repository.latest_predictor_version(connection)
+            if version is None or (self.predictor is not None
+                                   and self.predictor.classifier.version == version):
+                return
+            row = repository.predictor(connection, version)
+        if row is None:
+            return
+        predictor = PublishedPredictor.from_row(row)
+        self.predictor = predictor
+        if predictor.classifier.levels != self._catalogues.current.ids:
+            log.warning("predictor %s was fitted for levels %s, not %s: regex classes stay",
+                        version, predictor.classifier.levels, self._catalogues.current.ids)
+            self.classifiers.publish(RegexClassifier())
+            return
+        self.classifiers.publish(predictor.classifier)
+        log.info("predictor %s in force (held-out accuracy %.3f)", version,
+                 predictor.heldout_accuracy)
+
     def _persist(self, values: dict[str, Any]) -> None:
         with self._engine.begin() as connection:
             repository.add_optimiser_run(connection, values)
@@ -158,6 +195,9 @@ class Reoptimiser:
         settings = self._settings
         inputs = {
             "verdicts": built.verdicts, "requests": built.requests,
+            "predictor": (self.predictor.classifier.version
+                          if isinstance(self.classifiers.current, LearnedClassifier)
+                          and self.predictor is not None else None),
             "ci_stats": dataclasses.asdict(stats), "placement": self._planner is not None,
             "terms": [dataclasses.asdict(t) for t in built.terms or []],
         }
@@ -200,6 +240,42 @@ class Reoptimiser:
     def _latest(self) -> dict[str, Any] | None:
         with self._engine.connect() as connection:
             return repository.latest_optimiser_run(connection)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PublishedPredictor:
+    """A `predictors` row as the proxy uses it: the classifier and its held-out verdicts."""
+
+    classifier: LearnedClassifier
+    fitted_at: datetime
+    evaluation_id: str | None
+    verdicts: int
+    heldout_accuracy: float
+    heldout_log_loss: float
+    regex_accuracy: float
+    heldout: tuple[tuple[datetime, str, str], ...]  # (judged at, held-out class, winner)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> PublishedPredictor:
+        """From `repository.predictor`'s row."""
+        heldout = tuple((_aware(datetime.fromisoformat(at)), task_class, winner)
+                        for at, task_class, winner in row["heldout"])
+        return cls(LearnedClassifier.from_document(row["model"]), row["fitted_at"],
+                   row["evaluation_id"], row["verdicts"], row["heldout_accuracy"],
+                   row["heldout_log_loss"], row["regex_accuracy"], heldout)
+
+    def summary(self, in_force: bool) -> dict[str, Any]:
+        """What /admin/optimiser shows."""
+        return {"version": self.classifier.version, "in_force": in_force,
+                "fitted_at": self.fitted_at.isoformat(), "evaluation_id": self.evaluation_id,
+                "verdicts": self.verdicts, "heldout_accuracy": self.heldout_accuracy,
+                "heldout_log_loss": self.heldout_log_loss,
+                "regex_classes_heldout_accuracy": self.regex_accuracy,
+                "classes": list(self.classifier.classes), "edges": list(self.classifier.edges)}
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def allocation_document(allocation: Allocation) -> dict[str, Any]:

@@ -120,29 +120,32 @@ def build_terms(
             weight = math.exp(-rate * verdict.age_h)
             counts.add(verdict.task_class, level_index[verdict.winner], weight)
             judged += weight
-    energy_sum = np.zeros((len(classes), len(levels)))
+    # One hidden last row collects usage of classes outside `classes` (the regex classes right
+    # after a learned-class predictor takes over): a class with no usage of its own yet is
+    # filled from the overall means, and those include it.
+    energy_sum = np.zeros((len(classes) + 1, len(levels)))
     time_sum = np.zeros_like(energy_sum)
     weight_sum = np.zeros_like(energy_sum)
-    traffic = np.zeros(len(classes))
+    traffic = np.zeros(len(classes) + 1)
     for item in usage:
         sums = item.decayed(half_life_h) if isinstance(item, Usage) else item
-        c, lvl = class_index.get(sums.task_class), level_index.get(sums.level)
-        if c is None or lvl is None:
+        c, lvl = class_index.get(sums.task_class, len(classes)), level_index.get(sums.level)
+        if lvl is None:
             continue
         energy_sum[c, lvl] += sums.metered_j + sums.unmetered_output_tokens * j_per_output_token
         time_sum[c, lvl] += sums.latency_s
         weight_sum[c, lvl] += sums.requests
         if not sums.is_evaluator:
             traffic[c] += sums.requests
-    served = traffic.sum()
+    served = traffic.sum()  # every class, the hidden row too
     if judged < min_verdicts:
         return Terms(None, f"cold start: {judged:.2f} recent judge verdicts (weighted by "
                            f"age), need {min_verdicts} (run the evaluator)", judged, served)
     if served <= 0:
         return Terms(None, "cold start: no served requests in the ledger yet", judged, served)
-    energy = _fill_levels(energy_sum, weight_sum)
-    seconds = _fill_levels(time_sum, weight_sum)
-    shares = traffic + 1e-3  # unseen classes keep a row of their own
+    energy = _fill_levels(energy_sum, weight_sum)[:-1]
+    seconds = _fill_levels(time_sum, weight_sum)[:-1]
+    shares = traffic[:-1] + 1e-3  # unseen classes keep a row of their own
     quality = counts.scores(prior_strength, lower_bound_z)
     carbon = energy / 3.6e6 * ci_g_per_kwh * pue + embodied_g_per_s * seconds
     terms = [ClassTerms(name, float(shares[i]), tuple(float(v) for v in carbon[i]),

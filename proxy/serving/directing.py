@@ -6,7 +6,7 @@ import dataclasses
 import random
 
 from proxy.auth.keys import KeyRing
-from proxy.classify.classifier import classify
+from proxy.classify.learned import ClassifierHolder
 from proxy.directives.catalogue import Catalogue
 from proxy.directives.injection import (
     inject_chat,
@@ -41,7 +41,8 @@ class Director:
     """Pure apart from one uniform draw; no I/O. Returns its decision as a value."""
 
     def __init__(self, catalogues: CatalogueStore, holder: AllocationHolder, keys: KeyRing,
-                 default: str, rng: random.Random, usage: KeyUsage) -> None:
+                 default: str, rng: random.Random, usage: KeyUsage,
+                 classifiers: ClassifierHolder | None = None) -> None:
         if default not in ("off", "auto") and catalogues.current.get(default) is None:
             raise ValueError(f"directive default {default!r} is not off, auto or a level id")
         self.catalogues = catalogues
@@ -50,6 +51,8 @@ class Director:
         self._default = default
         self._rng = rng
         self._usage = usage
+        # Regex classes until the optimiser job publishes a learned-class predictor.
+        self.classifiers = classifiers or ClassifierHolder()
 
     @property
     def catalogue(self) -> Catalogue:
@@ -67,7 +70,7 @@ class Director:
         catalogue = self.catalogues.current
         choice = choose(catalogue, header=header, key_policy=self._keys.policy(key_id),
                         default=self._default, structured=request.is_structured())
-        task_class = classify(request.task_text())
+        task_class = self.classifiers.current.classify(request.task_text())
         if choice.mode == "auto":
             level = self.holder.current.draw(task_class, self._rng.random())
         elif choice.mode == "pinned" and choice.level is not None:

@@ -11,6 +11,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, insert, select
 
@@ -22,6 +23,7 @@ from proxy.accounting.tables import (
     evaluation_answers,
     evaluations,
     judgments,
+    predictors,
     prompt_samples,
     quality_scores,
 )
@@ -244,3 +246,74 @@ def test_captured_responses_prompts_are_regenerated(start_proxy, judged_fake, pg
                     and b["messages"][-1]["content"] == MC.format("r1")]
     # Inline, the earlier turn is this request's own input: the directive leads it, as in chat.
     assert [m["role"] for m in continued["messages"]] == ["system", "user", "assistant", "user"]
+
+
+def test_the_evaluator_fits_and_publishes_a_predictor_that_another_replica_labels_with(
+    start_proxy, pg_url: str, request: pytest.FixtureRequest
+) -> None:
+    """Learned classes end to end: run-once fits and publishes, a second replica (same
+    PostgreSQL) picks the predictor up on its optimiser tick, labels requests with learned
+    classes, solves over them, and /admin/optimiser shows the version and held-out accuracy."""
+    app = ScriptedUpstream(("fake-model",), directive_tokens=LEVEL_TOKENS,
+                           judge_models=("judge-model",), judge_prefers="marked")
+    app.default.tokens = 60  # L0 answers well above L1's 4 and L2's 2: energy, not noise
+    fake = Fake(app, ServerThread(app).start())
+    request.addfinalizer(fake.server.stop)
+    # A weak prior: each learned class is scored on its own few held-out verdicts.
+    fast = {"optimiser_interval_s": 0.3, "optimiser_min_verdicts": 5,
+            "optimiser_prior_strength": 1.0}
+    capturing = _capturing_proxy(start_proxy, fake, pg_url, **fast)
+    replica = start_proxy([fake_pool(fake, models=["fake-model", "judge-model"])], pg_url,
+                          **fast)
+    client = capturing.client()
+    prompts = [f"[thorough] Explain the history of bridge {i} in depth." for i in range(12)]
+    prompts += [f"Who built tower {i}?" for i in range(12)]
+    for prompt in prompts:
+        client.chat.completions.create(model="fake-model",
+                                       messages=[{"role": "user", "content": prompt}])
+    wait_rows(pg_url, len(prompts))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_")}
+    env |= {"PROXY_MASTER_KEY": MASTER_KEY, "PROXY_EVALUATOR_PREDICTOR_MIN_VERDICTS": "20"}
+    result = subprocess.run(
+        [sys.executable, "-m", "evaluator", "run-once", "--proxy-url", capturing.url,
+         "--database-url", pg_url, "--judge-model", "judge-model", "--seed", "1"],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    verdicts = _table(pg_url, judgments)
+    assert {v["winner_level"] for v in verdicts} == {"L0", "L2"}
+    assert all(not v["task_class"].startswith("learned/") for v in verdicts)  # regex classes
+    (published,) = _table(pg_url, predictors)
+    assert published["verdicts"] == len(prompts)
+    assert 0.0 <= published["heldout_accuracy"] <= 1.0
+
+    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
+    deadline = time.monotonic() + 20
+    while True:  # the replica's next optimiser tick loads it
+        shown = httpx.get(replica.root + "/admin/optimiser", headers=headers).json()
+        if shown["predictor"] and shown["predictor"]["in_force"]:
+            break
+        assert time.monotonic() < deadline, "the replica did not pick the predictor up"
+        time.sleep(0.2)
+    assert shown["predictor"]["version"] == published["version"]
+    assert shown["predictor"]["heldout_accuracy"] == pytest.approx(
+        published["heldout_accuracy"])
+    assert shown["predictor"]["verdicts"] == len(prompts)
+
+    # Requests through the replica carry learned classes in the ledger, and the LP solved
+    # over them sends the short questions (always judged best at L2) to L2.
+    deadline = time.monotonic() + 20
+    while True:
+        raw = replica.client().chat.completions.with_raw_response.create(
+            model="fake-model", messages=[{"role": "user", "content": "Who built tower 3?"}])
+        if raw.headers["x-sprout-directive"] == "L2":
+            break
+        assert time.monotonic() < deadline, "the allocation did not follow the learned classes"
+        time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while not (found := [r for r in rows(pg_url) if r["request_id"] == raw.headers[
+            "x-request-id"]]):
+        assert time.monotonic() < deadline, "the request's ledger row was not written"
+        time.sleep(0.1)
+    assert found[0]["task_class"].startswith("learned/")
+    solved = httpx.get(replica.root + "/admin/optimiser", headers=headers).json()
+    assert any(name.startswith("learned/") for name in solved["allocation"]["rows"])

@@ -86,7 +86,15 @@ async def optimiser(state: AdminDep, history: int = 20) -> dict[str, Any]:
     for run in runs:
         run["inputs"] = json.loads(run.pop("inputs_json"))
         run["allocation"] = json.loads(run.pop("allocation_json"))
-    return {"allocation": allocation_document(state.allocation.current), "runs": runs}
+    reoptimiser = state.reoptimiser
+    predictor = reoptimiser.predictor
+    in_force = predictor is not None and (
+        reoptimiser.classifiers.current.version == predictor.classifier.version)
+    return {"allocation": allocation_document(state.allocation.current),
+            # The learned-class predictor this replica labels requests with (null: regex
+            # classes), its version and held-out accuracy (cross-fitted on its verdicts).
+            "predictor": predictor.summary(in_force) if predictor is not None else None,
+            "runs": runs}
 
 
 @router.post("/optimiser/solve", summary="Re-solve now")
