@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 
 from proxy.errors import Overloaded
 
@@ -91,7 +92,10 @@ class Admission:
                 self.in_flight -= 1  # granted as we were cancelled: give it back
                 self._wake()
             else:
-                self._waiters.remove(waiter)
+                # A release may already have taken this cancelled waiter off the queue (and
+                # passed over it): then there is nothing to remove.
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
             raise
 
     def release(self) -> None:

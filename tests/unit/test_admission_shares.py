@@ -206,3 +206,20 @@ def test_a_waiter_cancelled_just_as_it_was_granted_gives_the_slot_on() -> None:
         assert admission.in_flight == 0 and admission.waiting == 0
 
     asyncio.run(scenario())
+
+
+def test_a_release_between_a_waiters_cancel_and_its_wakeup_is_harmless() -> None:
+    """Shutdown cancels every task at once: the slot holder's release can pass over a queued
+    waiter that is cancelled but has not run yet (CI found a ValueError there)."""
+    async def scenario() -> None:
+        admission = Admission(max_concurrency=1, max_queue=5)
+        await admission.acquire("p")  # the one slot is held
+        queued = asyncio.create_task(admission.acquire("p"))
+        await _settle()
+        queued.cancel()  # its future is cancelled; the task has not run its handler yet
+        admission.release()  # takes the cancelled waiter off the queue and passes over it
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        assert admission.waiting == 0 and admission.in_flight == 0 and admission.free
+
+    asyncio.run(scenario())
