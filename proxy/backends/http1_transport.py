@@ -4,9 +4,9 @@ httpcore's pool polls every pooled socket on every request (`has_expired`), whic
 than the rest of a proxied request at high concurrency. This transport keeps idle connections
 on a LIFO stack per origin and parses responses with httptools (uvicorn's C parser) straight
 from the protocol's `data_received`: no StreamReader copy, no task per read (one future and
-one timer per wait), no httpx objects on the proxy's own path (`exchange`, used by
-`OpenAICompatibleBackend`). `handle_async_request` offers the same as an httpx transport.
-Failures are httpx's own exceptions, so callers map one family.
+one timer per wait), and no httpx objects: `OpenAICompatibleBackend` sends a prebuilt request
+with `exchange`. Failures are httpx's own exceptions, so callers map one family for both this
+transport and httpx's (used for TLS upstreams).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def _expire(waiter: asyncio.Future[bool]) -> None:
         waiter.set_result(False)  # timed out
 
 
-class KeepAliveTransport(httpx.AsyncBaseTransport):
+class KeepAliveTransport:
     """HTTP/1.1 only, plain TCP only (upstreams behind TLS use the default httpx transport)."""
 
     def __init__(self, *, connect_timeout_s: float, read_timeout_s: float, max_idle: int) -> None:
@@ -160,13 +160,6 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                 connection.close()
                 raise
             return ResponseStream(self, connection)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """The same for an httpx request: an `httpx.Response` streaming the body."""
-        origin = (request.url.host, request.url.port or 80)
-        stream = await self.exchange(origin, _request_head(request) + request.content)
-        return httpx.Response(stream.status, headers=stream.headers, stream=_HttpxStream(stream),
-                              request=request)
 
     async def _checkout(self, origin: _Origin) -> tuple[_Connection, bool]:
         idle = self._idle[origin]
@@ -295,18 +288,6 @@ class ResponseStream:
                 self._connection.close()
 
 
-class _HttpxStream(httpx.AsyncByteStream):
-    def __init__(self, stream: ResponseStream) -> None:
-        self._stream = stream
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream.iter_raw():
-            yield chunk
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
 def _has_length(headers: list[tuple[bytes, bytes]]) -> bool:
     for name, value in headers:
         lowered = name.lower()
@@ -316,14 +297,3 @@ def _has_length(headers: list[tuple[bytes, bytes]]) -> bool:
             return True
     return False
 
-
-def _request_head(request: httpx.Request) -> bytes:
-    target = request.url.raw_path
-    lines = [request.method.encode() + b" " + target + b" HTTP/1.1"]
-    has_host = False
-    for name, value in request.headers.raw:
-        has_host = has_host or name.lower() == b"host"
-        lines.append(name + b": " + value)
-    if not has_host:
-        lines.append(b"Host: " + request.url.netloc)
-    return b"\r\n".join(lines) + b"\r\n\r\n"

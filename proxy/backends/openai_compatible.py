@@ -13,6 +13,9 @@ from proxy.backends.http1_transport import KeepAliveTransport, ResponseStream
 from proxy.errors import BackendUnavailable
 from proxy.redact import basic_auth, redact_text, redact_url, without_userinfo
 
+# A pool's connections: the lean HTTP/1.1 transport for http://, httpx's for https://.
+Transport = KeepAliveTransport | httpx.AsyncBaseTransport
+
 _PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings",
           "responses": "/responses"}
 
@@ -32,7 +35,7 @@ class OpenAICompatibleBackend(Backend):
     def __init__(
         self,
         base_url: str,
-        transport: httpx.AsyncBaseTransport,
+        transport: Transport,
         api_key: SecretStr | None,
         timeouts: dict[str, float],
     ):
@@ -78,6 +81,7 @@ class OpenAICompatibleBackend(Backend):
             headers=self._headers,
             extensions=self._extensions,
         )
+        assert isinstance(self._transport, httpx.AsyncBaseTransport)
         try:
             # The transport directly: a passthrough needs no auth, redirect or cookie handling.
             response = await self._transport.handle_async_request(http_request)
@@ -156,7 +160,7 @@ class _HttpxResponse(UpstreamResponse):
 
 def make_transport(
     base_urls: list[str], *, max_connections: int, connect_timeout_s: float, read_timeout_s: float
-) -> httpx.AsyncBaseTransport:
+) -> Transport:
     """One connection pool per pool: lean keep-alive for http://, httpx's own for https://."""
     if all(url.startswith("http://") for url in base_urls):
         return KeepAliveTransport(connect_timeout_s=connect_timeout_s,
