@@ -91,14 +91,14 @@ class Batcher:
         with contextlib.suppress(Exception):
             for greedy in (True, False):
                 self._manager(greedy)
-        return all(m.is_running() for m in self._managers.values())
+        return all(_healthy(m) for m in self._managers.values())
 
     def _manager(self, greedy: bool) -> Any:
         """The running manager for this kind of request, replacing one whose thread died."""
         if self._closed:
             raise BatchFailed("the worker is shutting down")
         manager = self._managers[greedy]
-        if not manager.is_running():
+        if not _healthy(manager):
             error = manager.background_thread_status.fatal_error
             log.error("the %s batch stopped (%s); starting a new one",
                       "greedy" if greedy else "sampling", error)
@@ -154,7 +154,7 @@ class Batcher:
                 try:
                     output = await asyncio.wait_for(outputs.get(), WATCH_S)
                 except TimeoutError:
-                    if not manager.is_running():  # died with this request in it
+                    if not _healthy(manager):  # died with this request in it
                         raise BatchFailed("the batch stopped; retry the request") from None
                     continue
                 if output.error:
@@ -189,6 +189,16 @@ class Batcher:
         loop = asyncio.get_running_loop()
         loop.call_later(RECANCEL_S, manager.cancel_request, request_id)
         loop.call_later(2 * RECANCEL_S, _forget, manager, request_id)
+
+
+def _healthy(manager: Any) -> bool:
+    """Whether a batch runs and takes requests.
+
+    A fatal error marks the batch before its thread has finished exiting: in that moment
+    `is_running()` is still true but every `add_request` is refused, so both are checked.
+    """
+    return bool(manager.is_running()
+                and manager.background_thread_status.can_accept_new_requests() is None)
 
 
 def _discard(_output: Any) -> None:
