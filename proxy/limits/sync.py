@@ -3,7 +3,8 @@
 One transaction per run, off the request path, one replica at a time (a PostgreSQL advisory
 transaction lock; SQLite serialises writers itself): upsert this replica's absolute
 per-minute totals into `key_usage` (idempotent, so a run that failed half-way is simply
-repeated), read the fleet's rows for the last two minutes, and write this replica's leases:
+repeated), give back its unused leases of the minutes this flush has closed (each of their
+counts is in), read the fleet's rows for the last two minutes, and write this replica's leases:
 for each key with a requests or tokens limit, what it may use in this minute (and, near the
 minute's end, in the next), out of what the others have not used or leased. A key this
 replica served in the last minute asks for twice what it used since the last run or its
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, delete, func, select, text
+from sqlalchemy import Connection, Engine, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from proxy.accounting.tables import key_usage, requests
@@ -120,6 +121,13 @@ class KeyUsageSync:
                      "requests": counts.requests, "tokens": counts.tokens,
                      "g_co2e": counts.g_co2e, "granted_requests": 0, "granted_tokens": 0}
                     for (key_id, minute), counts in taken.minutes.items()], _USAGE)
+            # A closed minute's unused lease would weigh on the sliding window for another
+            # minute; once this replica's counts of it are all in, only its use counts.
+            connection.execute(update(key_usage).where(
+                key_usage.c.replica_id == replica,
+                key_usage.c.minute_at < minute_floor(taken.taken_at),
+                or_(key_usage.c.granted_requests > 0, key_usage.c.granted_tokens > 0))
+                .values(granted_requests=0, granted_tokens=0))
             connection.execute(delete(key_usage).where(key_usage.c.minute_at < now - FORGET_AFTER))
             base = self._base_sums(connection, budgeted, now)
             minute = minute_floor(now)

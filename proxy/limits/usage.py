@@ -76,6 +76,7 @@ class Taken:
     minutes: dict[tuple[str, datetime], Counts]
     since: dict[str, Counts]  # counted since the previous flush (the leases' demand)
     active: frozenset[str]  # keys this replica served in the last minute
+    taken_at: datetime  # every count of a minute before this one's is in this flush or an earlier
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -212,9 +213,10 @@ class KeyUsage:
         self._since = {}
         minutes = {slot: dataclasses.replace(self._minutes[slot]) for slot in self._dirty}
         self._dirty = set()
-        recent = self._clock() - MINUTE
+        now = self._clock()
+        recent = now - MINUTE
         active = frozenset(key_id for key_id, at in self._seen.items() if at >= recent)
-        return Taken(minutes, self._pending, active)
+        return Taken(minutes, self._pending, active, now)
 
     def restore(self, taken: Taken) -> None:
         """The flush failed: its counts stay local and its minutes dirty until the next one."""

@@ -80,6 +80,51 @@ def test_two_replicas_leasing_in_turn_admit_exactly_the_limit(database_url: str)
         engine.dispose()
 
 
+def test_a_closed_minutes_unused_leases_are_given_back(database_url: str) -> None:
+    """CI: a burst left both replicas holding a spare lease when the minute turned; the
+    sliding window then counted those unused leases as used and refused for seconds."""
+    engine = make_engine(database_url)
+    start = datetime.now(UTC).replace(second=40, microsecond=0) - timedelta(minutes=5)
+    moment = [start]
+    clock = lambda: moment[0]  # noqa: E731 - one clock for both replicas, moved by the test
+    keys = KeyRing(None, {"d": "key_a"},
+                   {"key_a": KeyPolicy(limits=KeyLimits(requests_per_minute=10))})
+    replicas = []
+    for index in range(2):
+        usage = KeyUsage(keys, DEFAULT_BUDGET_STEPS, flush_s=1.0, clock=clock)
+        sync = KeyUsageSync(engine, usage, Seat(f"r{index}", 2, index), interval_s=1.0,
+                            base_refresh_s=60.0, clock=clock)
+        replicas.append((usage, sync))
+
+    async def flush_all() -> None:
+        for _usage, sync in replicas:
+            await sync.run_once()
+
+    async def scenario() -> tuple[int, int]:
+        used = 0
+        for _ in range(4):  # a trickle: one request at each replica per flush
+            for usage, sync in replicas:
+                await sync.run_once()
+                used += _admit_all(usage, 1)
+        await flush_all()  # 8 of 10 used, each active replica holding a spare lease
+        moment[0] = start + timedelta(seconds=23)  # 3 s into the next minute: 8 x 0.95 = 7.6
+        await flush_all()  # each replica's counts of the closed minute are in
+        await flush_all()
+        after = 0
+        for usage, sync in replicas:
+            after += _admit_all(usage, 5)
+            await sync.run_once()
+        return used, after
+
+    try:
+        used, after = asyncio.run(scenario())
+    finally:
+        engine.dispose()
+    assert used == 8
+    # 10 - 7.6 = 2.4: two more. Counting the spare leases as used (10 x 0.95) admitted none.
+    assert after == 2
+
+
 def test_a_carbon_budget_counts_the_ledgers_settled_rows_and_recent_usage(
         database_url: str) -> None:
     engine = make_engine(database_url)
