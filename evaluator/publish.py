@@ -18,6 +18,7 @@ from sqlalchemy import Connection, delete, desc, insert, select
 from evaluator.predictor import Example, Fitted, fit
 from evaluator.sampling import Sample
 from proxy.accounting.tables import judgments, predictors, prompt_samples
+from proxy.jobs.children import low_priority_executor
 
 KEEP = 5
 
@@ -45,6 +46,19 @@ def fit_examples(examples: Sequence[Example], levels: Sequence[str], now: dateti
     """Fit on the verdicts judged before `now` (None: too few, the regex classes stay)."""
     return fit(examples, levels, now, min_verdicts=min_verdicts,
                version=f"pred_{now:%Y%m%dT%H%M%S}_{secrets.token_hex(3)}")
+
+
+def fit_in_child(examples: Sequence[Example], levels: Sequence[str], now: datetime,
+                 min_verdicts: int) -> Fitted | None:
+    """`fit_examples` in a spawned process at low priority, so the fit never holds the GIL.
+
+    The evaluator job runs inside the leading proxy: a 5-fold fit on thousands of verdicts
+    holds the interpreter for seconds in scikit-learn's Python parts, which would stall every
+    request on that replica. The child exits when the proxy does.
+    """
+    with low_priority_executor() as executor:
+        return executor.submit(fit_examples, list(examples), list(levels), now,
+                               min_verdicts).result()
 
 
 def publish(connection: Connection, fitted: Fitted, levels: Sequence[str], now: datetime,

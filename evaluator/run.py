@@ -127,7 +127,7 @@ class EvaluationRun:
             with self._engine.connect() as connection:
                 examples = publish.training_examples(connection, self._options.levels)
             now = self._clock()
-            fitted = publish.fit_examples(examples, self._options.levels, now,
+            fitted = publish.fit_in_child(examples, self._options.levels, now,
                                           self._options.predictor_min_verdicts)
             if fitted is None:
                 log.info("predictor: %d verdicts, too few to fit (regex classes stay)",

@@ -32,15 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import dataclasses
 import itertools
 import json
 import logging
-import multiprocessing
-import os
-import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -65,6 +60,7 @@ from proxy.accounting.tables import energy_devices, energy_samples, energy_windo
 from proxy.accounting.tables import requests as requests_table
 from proxy.carbon.embodied import operational_g
 from proxy.energy.attribution import Window, attribute, synthesise
+from proxy.jobs.children import low_priority_executor
 from proxy.jobs.leader import LeaderLock
 
 log = logging.getLogger(__name__)
@@ -136,9 +132,7 @@ class SettlementJob:
         if not await asyncio.to_thread(self._leader.is_leader):
             return "follower"
         if self._executor is None:
-            self._executor = concurrent.futures.ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"),
-                initializer=watch_parent, initargs=(os.getpid(),))
+            self._executor = low_priority_executor()
         loop = asyncio.get_running_loop()
         try:
             stats = await asyncio.wait_for(loop.run_in_executor(
@@ -160,29 +154,6 @@ class SettlementJob:
         if self._executor is not None:
             executor, self._executor = self._executor, None
             await asyncio.to_thread(executor.shutdown, True, cancel_futures=True)
-
-
-# The child's niceness: settlement is bookkeeping that may lag, requests may not. On a core it
-# shares with the event loop, at nice 0 it would take half the core whenever it runs (the
-# loop watch named it in most stalls it logged on a loaded machine); at 10 the scheduler gives
-# the loop ~90% of a contended core and settlement still enough to keep up.
-SETTLEMENT_NICE = 10
-
-
-def watch_parent(parent_pid: int) -> None:
-    """In the child: exit as soon as the proxy that started it is gone (a kill -9 included).
-
-    A pool's worker otherwise waits on its queue forever once its parent died. The child also
-    lowers its own priority (`SETTLEMENT_NICE`).
-    """
-    with contextlib.suppress(OSError):
-        os.nice(SETTLEMENT_NICE)
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def settle_once(database_url: str, pools: dict[str, PoolAccounts],
