@@ -115,7 +115,10 @@ class Journal:
 
         Raises OSError if a new segment cannot be made (a full disk); the next call tries again.
         """
-        line = journal_line(row)
+        return self.append_line(journal_line(row))
+
+    def append_line(self, line: bytes) -> int:
+        """`append` for a row already encoded by `journal_line` (the ledger reuses the bytes)."""
         if (self._map is None or self._segment_count >= self._segment_rows
                 or self._offset + len(line) > self._segment_bytes):
             if self._lock_fd is None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import create_engine, func, select
 
 from proxy.accounting.db import normalise_url
+from proxy.accounting.record import LedgerRow
 from proxy.accounting.tables import requests
 
 
@@ -64,3 +67,30 @@ def wait_settled(database_url: str, count: int, timeout_s: float = 20.0) -> list
         time.sleep(0.1)
     assert settled >= count, f"expected {count} settled rows, found {settled}"
     return rows(database_url)
+
+
+T0 = datetime(2026, 12, 1, 18, 44, 37, 123456, tzinfo=UTC)
+
+
+def full_row(request_id: str, **changes: Any) -> LedgerRow:
+    """A row with every kind of value set: texts (non-ASCII too), counts, floats, flags, times."""
+    row = LedgerRow(
+        request_id=request_id, created_at=T0, endpoint="chat", stream=True,
+        api_key_id="key_ünï", requested_model="fake-model — «quoted» \"x\"\\y",
+        upstream_model="fake-model", pool="stub", backend="openai",
+        backend_url="http://127.0.0.1:9000", prompt_tokens=12, completion_tokens=2**31 - 1,
+        usage_estimated=True, usage_source="upstream", ttft_ms=1.25, latency_ms=2.5,
+        overhead_ms=0.375, http_status=200, status="ok", error_type=None,
+        error_message="line one\nline two\ttab", finish_reason="stop", retries=2,
+        is_evaluator=False, decoding="plain", route_policy="energy",
+        predicted_output_tokens=38.0, predicted_energy_j=1.5e-3, directive_level="L1",
+        directive_hash="abcd1234", task_class="qa", energy_j=1.4e-12,
+        energy_method="estimated:profile", ci_g_per_kwh=320.0, ci_source="static",
+        operational_g_co2e=1e-5, embodied_g_co2e=2.5e-6, pue=1.1, device_id="host:GPU-1",
+        served_at=T0 + timedelta(microseconds=10), ended_at=T0 + timedelta(seconds=2),
+        prefill_pool="old", prefill_device_id="host:GPU-0",
+        prefill_backend_url="http://127.0.0.1:9001", prefill_ended_at=T0 + timedelta(seconds=1),
+        kv_transfer_bytes=2**40, prefill_energy_j=0.5, prefill_operational_g_co2e=1e-6,
+        prefill_embodied_g_co2e=1e-7, prefill_energy_method="measured", served_pool="stub",
+        captured_request='{"model":"fake-model","messages":[]}')
+    return dataclasses.replace(row, **changes)
