@@ -208,6 +208,28 @@ def test_a_batch_whose_thread_died_is_replaced(engine: Engine) -> None:
     asyncio.run(scenario())
 
 
+def test_a_batch_marked_failed_before_its_thread_exits_is_replaced(engine: Engine) -> None:
+    """CI: the request after a fatal error came while the dead batch's thread was still
+    exiting; `is_running()` was true, `add_request` refused, and the client got a 503."""
+    assert engine.batcher is not None
+    prompt = _prompts(engine)[0]
+    greedy = Sampling(max_new_tokens=5, temperature=0)
+
+    async def scenario() -> None:
+        assert engine.batcher is not None and engine.batcher.revive()
+        dying = engine.batcher._managers[True]
+        # transformers' own first step on a fatal error, held in place: the mark is set and
+        # the thread has not exited yet.
+        dying.background_thread_status.record_fatal_error(RuntimeError("held for the test"))
+        assert dying.is_running()
+        restarts = engine.batcher.restarts
+        assert len((await engine.run(prompt, greedy)).completion_ids) == 5
+        assert engine.batcher.restarts == restarts + 1
+        assert engine.batcher._managers[True] is not dying and not dying.is_running()
+
+    asyncio.run(scenario())
+
+
 def test_bad_token_ids_and_seeds_over_http(batching_worker: str) -> None:
     client = openai.OpenAI(base_url=batching_worker + "/v1", api_key="unused")
     with pytest.raises(openai.BadRequestError) as caught:
