@@ -95,7 +95,7 @@ def decision_times(repeats: int) -> dict[str, float]:
 def learned_times(data_dir: Path) -> dict[str, float]:
     """Fit a predictor as the evaluator does; time its classification on real prompts."""
     from bench.sprout_data import load_datasets
-    from evaluator.predictor import Example, fit
+    from evaluator.predictor import FOLDS, Example, fit
     from proxy.classify.learned import ClassifierHolder
 
     rng = random.Random(0)
@@ -120,7 +120,7 @@ def learned_times(data_dir: Path) -> dict[str, float]:
                         KeyUsage(keys, [], flush_s=60.0), ClassifierHolder(classifier))
     requests = [ChatCompletionRequest.model_validate(
         {"model": "m", "messages": [{"role": "user", "content": p}]}) for p in prompts]
-    results = {"fit (2 folds + full), s": fit_s,
+    results = {f"fit ({FOLDS} folds + full), s": fit_s,
                "mean prompt words": statistics.mean(len(p.split()) for p in prompts)}
     for name, call in [("learned classify", lambda r: classifier.classify(r.task_text())),
                        ("regex classify (same prompts)", lambda r: classify(r.task_text())),

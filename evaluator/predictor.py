@@ -4,9 +4,9 @@
 only verdicts judged *before* `now`: a verdict from after a decision time can never shape the
 classifier used for that decision (the causality guard; tests/unit/test_learned_classes.py).
 
-- Model: multinomial logistic regression (L2, C = `C`; Newton-CG, about a second for 5,000
-  verdicts) on the features of `proxy.classify.learned` (words, the prompt's hash, regex
-  class, log length).
+- Model: multinomial logistic regression (L2, C = `C`; Newton-CG; about two seconds for
+  5,000 verdicts, its six fits together) on the features of `proxy.classify.learned` (words,
+  the prompt's hash, regex class, log length).
 - Cross-fitting: verdicts are split at random into `FOLDS` folds; each fold is predicted by
   the model fitted on the others. Those held-out predictions give the bucket edges (quantiles
   of P(baseline best)), each verdict's held-out class, and the held-out accuracy. Quality
@@ -34,7 +34,7 @@ from proxy.classify.learned import (
     prompt_words,
 )
 
-FOLDS = 2
+FOLDS = 5  # cross-fitting: each held-out model sees 80% of the verdicts (see fit)
 BUCKETS = 10  # quantiles of P(baseline best); x (levels - 1) leanings = learned classes
 C = 1.0  # scikit-learn's default regularisation strength, chosen before any replay
 MIN_WORD_PROMPTS = 3  # a word needs this many distinct judged prompts to get a weight
