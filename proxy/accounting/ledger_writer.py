@@ -61,10 +61,11 @@ class LedgerWriter:
     `submit` is synchronous and O(1): it appends the row to the local journal, then puts it on
     a bounded queue, or, when the queue is full, on an overflow list that one task appends to
     the spill file in batches, off the loop (one fsync per batch, never one per row). The
-    background task inserts batches in a worker thread, each call bounded by
-    `statement_timeout_s`; if the insert fails or hangs the batch goes to the spill file, and
-    spilled rows are replayed (idempotently, keyed by request id) once the database answers
-    again. Journal segments are dropped once their rows are written or spilled.
+    background task inserts batches in a worker thread (on PostgreSQL as one JSON array of the
+    rows' journal lines, `_json_append`), each call bounded by `statement_timeout_s`; if the
+    insert fails or hangs the batch goes to the spill file, and spilled rows are replayed
+    (idempotently, keyed by request id) once the database answers again. Journal segments
+    are dropped once their rows are written or spilled.
     """
 
     def __init__(

@@ -116,9 +116,10 @@ requests = Table(
 )
 
 # Hourly sums of the ledger's successful, classified requests, which the optimiser reads instead
-# of raw rows. Database triggers on `requests` keep them (migration 0010): every insert (COPY
-# included; duplicates skipped by ON CONFLICT add nothing), every update (settlement's measured
-# joules replace the provisional ones) and every delete, in the same transaction.
+# of raw rows. Database triggers on `requests` keep them (migration 0010): every insert (COPY and
+# INSERT ... SELECT included; duplicates skipped by ON CONFLICT add nothing), every update
+# (settlement's measured joules replace the provisional ones) and every delete, in the same
+# transaction.
 usage_hourly = Table(
     "usage_hourly",
     metadata,
