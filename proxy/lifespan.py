@@ -45,6 +45,7 @@ from proxy.energy.devices import DeviceMap, MeterTarget
 from proxy.energy.factory import build_meter
 from proxy.energy.remote import RemoteMeter
 from proxy.energy.sampler import MeterSampler
+from proxy.httpclient import tls_context
 from proxy.jobs.heartbeat import Heartbeat
 from proxy.jobs.leader import LeaderLock
 from proxy.jobs.refresh import KeyRefresh, ModelRediscovery
@@ -284,6 +285,7 @@ async def lifespan(_app: Any, *, settings: Settings) -> AsyncIterator[dict[str, 
             provider=reoptimiser.provider, leader=leader, catalogues=catalogues,
             history=history)
         jobs.append(("evaluate", evaluation.tick, settings.evaluator_interval_s))
+    tls_context()  # built now, not in the first job that makes a client (httpclient.py)
     running_jobs: set[str] = set()
     scheduler = start_scheduler(jobs, running_jobs)
     sampler.start()

@@ -41,6 +41,7 @@ import httpx
 from proxy.backends.base import Backend, PrefillPhase, UpstreamRequest, UpstreamResponse
 from proxy.energy.devices import DeviceMap
 from proxy.errors import BackendUnavailable, Overloaded
+from proxy.httpclient import job_client
 from proxy.pools.config import PoolConfig
 from proxy.pools.registry import Pool
 from proxy.protocol.chat import ChatCompletionRequest
@@ -72,7 +73,7 @@ class DisaggregatedBackend(Backend):
         self.decode = decode
         self.devices = devices
         self.url = self.target_url = f"pd:{prefill.name}>{decode.name}"
-        self._client = httpx.AsyncClient(timeout=RELEASE_TIMEOUT_S, trust_env=False)
+        self._client = job_client(RELEASE_TIMEOUT_S)
         self._releases: set[asyncio.Task[None]] = set()
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:

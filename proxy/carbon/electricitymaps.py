@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import httpx
 from pydantic import BaseModel, SecretStr
 
 from proxy.carbon.base import CarbonIntensityProvider, CIReading
+from proxy.httpclient import job_client
 
 
 class _Latest(BaseModel):
@@ -37,7 +37,7 @@ class ElectricityMapsProvider(CarbonIntensityProvider):
 
     async def current(self, now: datetime) -> CIReading:
         """The latest value (raises httpx or validation errors; the cache handles them)."""
-        async with httpx.AsyncClient(timeout=self._timeout_s, trust_env=False) as client:
+        async with job_client(self._timeout_s) as client:
             response = await client.get(
                 self._url, params={"zone": self._zone, "emissionFactorType": self._factor},
                 headers={"auth-token": self._token.get_secret_value()})

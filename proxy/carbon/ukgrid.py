@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import httpx
 from pydantic import BaseModel, Field
 
 from proxy.carbon.base import CarbonIntensityProvider, CIReading
+from proxy.httpclient import job_client
 
 
 class _Intensity(BaseModel):
@@ -41,7 +41,7 @@ class UKGridProvider(CarbonIntensityProvider):
 
     async def current(self, now: datetime) -> CIReading:
         """The current half hour: actual if published, else forecast."""
-        async with httpx.AsyncClient(timeout=self._timeout_s, trust_env=False) as client:
+        async with job_client(self._timeout_s) as client:
             response = await client.get(self._url, headers={"accept": "application/json"})
             response.raise_for_status()
         answer = _Answer.model_validate_json(response.content)

@@ -15,6 +15,7 @@ import httpx
 from pydantic import BaseModel, SecretStr
 
 from proxy.carbon.base import CarbonIntensityProvider, CIReading
+from proxy.httpclient import job_client
 
 G_PER_KWH_PER_LB_PER_MWH = 0.45359237
 TOKEN_LIFETIME_S = 25 * 60  # WattTime tokens last 30 minutes
@@ -60,7 +61,7 @@ class WattTimeProvider(CarbonIntensityProvider):
 
     async def current(self, now: datetime) -> CIReading:
         """The forecast's first point (logging in again once if the token expired)."""
-        async with httpx.AsyncClient(timeout=self._timeout_s, trust_env=False) as client:
+        async with job_client(self._timeout_s) as client:
             for attempt in range(2):
                 token = await self._login(client)
                 response = await client.get(

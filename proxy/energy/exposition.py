@@ -17,6 +17,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.energy.base import MeterUnavailable
+from proxy.httpclient import job_client
 
 # Ask for the classic text format: an exporter that also speaks OpenMetrics or protobuf would
 # otherwise be free to choose, and only the text format is parsed here.
@@ -82,8 +83,7 @@ class ExpositionClient:
         self.url = url
         # trust_env=False: an HTTP(S)_PROXY meant for the internet must not capture a scrape of
         # a node-local exporter.
-        self._client = httpx.AsyncClient(timeout=timeout_s, trust_env=False,
-                                         transport=transport, headers={"accept": _ACCEPT})
+        self._client = job_client(timeout_s, transport=transport, headers={"accept": _ACCEPT})
 
     async def scrape(self) -> Exposition:
         """One GET, parsed."""

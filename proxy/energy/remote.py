@@ -14,6 +14,7 @@ import httpx
 from pydantic import BaseModel
 
 from proxy.energy.base import Availability, EnergyMeter, EnergySample, MeterUnavailable
+from proxy.httpclient import job_client
 
 
 class RemoteEnergy(BaseModel):
@@ -41,9 +42,8 @@ class RemoteMeter(EnergyMeter):
         self._url = url
         # No keep-alive: behind a Service URL each read opens a connection, so the balancer
         # spreads the reads over every pod (a kept connection would read one pod forever).
-        self._client = httpx.AsyncClient(
-            timeout=timeout_s, trust_env=False,
-            limits=httpx.Limits(max_keepalive_connections=0))
+        self._client = job_client(
+            timeout_s, limits=httpx.Limits(max_keepalive_connections=0))
         self._last = Availability(False, "not read yet")
 
     def availability(self) -> Availability:

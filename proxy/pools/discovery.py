@@ -9,6 +9,7 @@ import httpx
 from pydantic import BaseModel
 
 from proxy.config import Settings
+from proxy.httpclient import job_client
 from proxy.pools.config import HTTP_KINDS, ModelRoute, PoolAccounting, PoolConfig, load_pools_file
 from proxy.redact import redact_text, redact_url
 
@@ -55,7 +56,7 @@ async def discover_models(pool: PoolConfig, timeout_s: float = 3.0) -> PoolConfi
         return pool
     headers = pool.auth_headers()
     try:
-        async with httpx.AsyncClient(timeout=timeout_s, trust_env=False) as client:
+        async with job_client(timeout_s) as client:
             response = await client.get(pool.base_urls[0] + "/models", headers=headers)
             response.raise_for_status()
             page = _ModelsPage.model_validate_json(_ids_as_names(response.content))

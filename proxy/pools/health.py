@@ -13,6 +13,7 @@ import logging
 
 import httpx
 
+from proxy.httpclient import job_client
 from proxy.pools.config import HTTP_KINDS
 from proxy.pools.registry import Pool, PoolRegistry
 
@@ -31,7 +32,7 @@ class HealthChecker:
         """Probe, update the breakers, return {backend URL: ok}."""
         probes = [(pool, index) for pool in self.registry.pools if pool.config.kind in HTTP_KINDS
                   for index in range(len(pool.backends))]
-        async with httpx.AsyncClient(timeout=self.timeout_s, trust_env=False) as client:
+        async with job_client(self.timeout_s) as client:
             results = await asyncio.gather(*(self._probe(client, pool, index)
                                              for pool, index in probes))
         for (pool, index), ok in zip(probes, results, strict=True):
