@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import Engine, insert
 
 from proxy.accounting.db import make_engine
 from proxy.accounting.migrate import upgrade_to_head
@@ -52,11 +53,9 @@ def _admit_all(usage: KeyUsage, attempts: int) -> int:
     return admitted
 
 
-def test_two_replicas_leasing_in_turn_admit_exactly_the_limit(database_url: str) -> None:
-    engine = make_engine(database_url)
-    now = datetime.now(UTC).replace(second=5)
-    now = now if now <= datetime.now(UTC) else now - timedelta(minutes=1)
-    clock = lambda: now  # noqa: E731 - one frozen moment for both replicas
+def _two_replicas(engine: Engine,
+                  clock: Callable[[], datetime]) -> list[tuple[KeyUsage, KeyUsageSync]]:
+    """Two replicas' usage and sync over one database, for key_a at 10 requests a minute."""
     keys = KeyRing(None, {"d": "key_a"},
                    {"key_a": KeyPolicy(limits=KeyLimits(requests_per_minute=10))})
     replicas = []
@@ -65,6 +64,15 @@ def test_two_replicas_leasing_in_turn_admit_exactly_the_limit(database_url: str)
         sync = KeyUsageSync(engine, usage, Seat(f"r{index}", 2, index), interval_s=1.0,
                             base_refresh_s=60.0, clock=clock)
         replicas.append((usage, sync))
+    return replicas
+
+
+def test_two_replicas_leasing_in_turn_admit_exactly_the_limit(database_url: str) -> None:
+    engine = make_engine(database_url)
+    now = datetime.now(UTC).replace(second=5)
+    now = now if now <= datetime.now(UTC) else now - timedelta(minutes=1)
+    clock = lambda: now  # noqa: E731 - one frozen moment for both replicas
+    replicas = _two_replicas(engine, clock)
 
     async def rounds() -> int:
         admitted = 0
@@ -87,14 +95,7 @@ def test_a_closed_minutes_unused_leases_are_given_back(database_url: str) -> Non
     start = datetime.now(UTC).replace(second=40, microsecond=0) - timedelta(minutes=5)
     moment = [start]
     clock = lambda: moment[0]  # noqa: E731 - one clock for both replicas, moved by the test
-    keys = KeyRing(None, {"d": "key_a"},
-                   {"key_a": KeyPolicy(limits=KeyLimits(requests_per_minute=10))})
-    replicas = []
-    for index in range(2):
-        usage = KeyUsage(keys, DEFAULT_BUDGET_STEPS, flush_s=1.0, clock=clock)
-        sync = KeyUsageSync(engine, usage, Seat(f"r{index}", 2, index), interval_s=1.0,
-                            base_refresh_s=60.0, clock=clock)
-        replicas.append((usage, sync))
+    replicas = _two_replicas(engine, clock)
 
     async def flush_all() -> None:
         for _usage, sync in replicas:
