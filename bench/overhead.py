@@ -163,6 +163,36 @@ def waited_s(pid: int) -> float:
         return 0.0
 
 
+# A busy loop at SCHED_IDLE on one CPU: it runs only when nothing else wants that CPU, so
+# the virtual CPU never halts (`--awake`).
+_SPIN = ("import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\n"
+         "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True:\n    pass\n")
+
+
+@contextlib.contextmanager
+def cpus_awake(enabled: bool) -> Iterator[None]:
+    """While inside, every CPU of this machine has an idle-class spinner (if `enabled`).
+
+    In a virtual machine an idle virtual CPU halts, and waking it for the next packet takes
+    the host from tens of microseconds to milliseconds: at c=1 each request through a pinned
+    proxy crosses cores four times. The spinners take only idle time, but on for the c=N runs
+    too they cost the development machine 22% of the proxy's throughput (a busy CPU slows its
+    hyperthread sibling on the host), so they are on for the c=1 runs only.
+    """
+    if not enabled:
+        yield
+        return
+    spinners = [subprocess.Popen([sys.executable, "-c", _SPIN, str(cpu)])
+                for cpu in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.2)
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
 async def measure(targets: dict[str, str], args: argparse.Namespace,
                   pids: dict[str, int] | None = None,
                   timelines: dict[tuple[str, str, str], list[Sample]] | None = None,
@@ -183,7 +213,9 @@ async def measure(targets: dict[str, str], args: argparse.Namespace,
                 body = json.dumps(document | extra).encode()
                 url = targets[name] + path
                 raw = build_request(url, body, KEY)
-                one = await sequential(url, raw, args.requests, stream=stream, token=token)
+                with cpus_awake(args.awake):
+                    one = await sequential(url, raw, args.requests, stream=stream,
+                                           token=token)
                 pid = pids.get(name)
                 cpu_before = cpu_s(pid) if pid else 0.0
                 waited_before = waited_s(pid) if pid else 0.0
@@ -348,6 +380,9 @@ def main() -> int:
                         help="also measure sprout-proxy at this git revision (repeatable)")
     parser.add_argument("--no-pin", action="store_true",
                         help="do not give the proxies under test a core of their own")
+    parser.add_argument("--awake", action="store_true",
+                        help="keep every CPU from halting during the c=1 runs (idle-class "
+                             "spinners): a virtual machine's slow wake-ups out of the figures")
     parser.add_argument("--litellm-venv", type=Path, default=ROOT / ".venv-bench")
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument("--proxy-setting", action="append", default=[], metavar="PROXY_X=V",
@@ -409,7 +444,8 @@ def main() -> int:
             pids["litellm"] = litellm.pid
         print(f"measuring {', '.join(targets)} (this machine: {os.cpu_count()} cores; "
               + (f"proxies on CPU {sorted(proxy_cpus or ())}, stub and load on "
-                 f"{sorted(load_cpus or ())})" if pinned else "not pinned)"), flush=True)
+                 f"{sorted(load_cpus or ())})" if pinned else "not pinned)")
+              + ("; c=1 with every CPU kept awake" if args.awake else ""), flush=True)
         timelines: dict[tuple[str, str, str], list[Sample]] = {}
         with affinity(load_cpus):
             results = asyncio.run(measure(targets, args, pids, timelines))
