@@ -170,8 +170,8 @@ _SPIN = ("import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\n"
 
 
 @contextlib.contextmanager
-def cpus_awake(enabled: bool) -> Iterator[None]:
-    """While inside, every CPU of this machine has an idle-class spinner (if `enabled`).
+def cpus_awake(cpus: list[int] | None) -> Iterator[None]:
+    """While inside, each of `cpus` has an idle-class spinner (None: none).
 
     In a virtual machine an idle virtual CPU halts, and waking it for the next packet takes
     the host from tens of microseconds to milliseconds: at c=1 each request through a pinned
@@ -179,11 +179,10 @@ def cpus_awake(enabled: bool) -> Iterator[None]:
     too they cost the development machine 22% of the proxy's throughput (a busy CPU slows its
     hyperthread sibling on the host), so they are on for the c=1 runs only.
     """
-    if not enabled:
+    if cpus is None:
         yield
         return
-    spinners = [subprocess.Popen([sys.executable, "-c", _SPIN, str(cpu)])
-                for cpu in range(os.cpu_count() or 1)]
+    spinners = [subprocess.Popen([sys.executable, "-c", _SPIN, str(cpu)]) for cpu in cpus]
     try:
         time.sleep(0.2)
         yield
@@ -213,7 +212,7 @@ async def measure(targets: dict[str, str], args: argparse.Namespace,
                 body = json.dumps(document | extra).encode()
                 url = targets[name] + path
                 raw = build_request(url, body, KEY)
-                with cpus_awake(args.awake):
+                with cpus_awake(args.cpus if args.awake else None):
                     one = await sequential(url, raw, args.requests, stream=stream,
                                            token=token)
                 pid = pids.get(name)
@@ -396,6 +395,7 @@ def main() -> int:
     args.scenarios = set(args.scenarios.split(","))
 
     cpus = sorted(os.sched_getaffinity(0))
+    args.cpus = cpus  # every CPU this bench may use (--awake), before any pinning
     pinned = not args.no_pin and len(cpus) >= 2
     proxy_cpus = {cpus[-1]} if pinned else None
     load_cpus = set(cpus[:-1]) if pinned else None
