@@ -13,11 +13,18 @@ Files are segments named `<owner>.<n>.jsonl`; each process holds an exclusive `f
 (or the spill file). At start a process adopts the segments of owners whose lock is free
 (they died) and replays them idempotently, so `serve --workers N` processes sharing `var/`,
 and a restarted replica, recover each other's rows.
+
+Opening a segment (reserving 16 MiB, mapping it) and closing one (writing its pages out,
+trimming it) take 10-30 ms of disk work each. On the loop, every request in flight would wait
+that long once per `segment_rows` rows, so a thread of the journal's own does both: it keeps
+the next segment ready as `<owner>.spare`, and a full segment is swapped for it with a rename.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import json
@@ -37,6 +44,16 @@ SEGMENT_ROWS = 20_000
 SEGMENT_BYTES = 16 * 1024 * 1024  # reserved on disk; trimmed to its length when closed
 
 
+@dataclasses.dataclass(slots=True)
+class _Segment:
+    """A reserved, mapped file, its header written: the open segment or the spare."""
+
+    path: Path
+    fd: int
+    map: mmap.mmap
+    offset: int
+
+
 class Journal:
     """One process's journal; `append` returns the row's sequence number."""
 
@@ -51,6 +68,9 @@ class Journal:
         self._map: mmap.mmap | None = None
         self._offset = 0
         self._segment = 0
+        # The disk work of opening and closing segments, off the request path (see above).
+        self._files: concurrent.futures.ThreadPoolExecutor | None = None
+        self._spare: concurrent.futures.Future[_Segment] | None = None
         self._segment_count = 0
         self._seq = 0
         self._closed: list[tuple[Path, int]] = []  # full segments and their last sequence
@@ -69,26 +89,92 @@ class Journal:
         self._rotate()
 
     def _rotate(self) -> None:
-        if self._fd is not None and self._current is not None:
-            self._closed.append((self._current, self._seq))
-            self._close_segment()
+        """Put the spare segment in place (made here only if it is missing or failed)."""
+        segment = self._take_spare()
+        if segment is None:
+            segment = self._make_segment()  # the first one, or the thread could not make it
         self._segment += 1
+        path = self.directory / f"{self.owner}.{self._segment}.jsonl"
+        try:
+            os.rename(segment.path, path)
+        except OSError:
+            self._segment -= 1
+            self._discard(segment)
+            raise
+        if self._fd is not None and self._current is not None and self._map is not None:
+            self._closed.append((self._current, self._seq))
+            finishing = _Segment(self._current, self._fd, self._map, self._offset)
+            assert self._files is not None
+            self._files.submit(self._finish, finishing)
+        self._current, self._fd, self._map = path, segment.fd, segment.map
+        self._offset = segment.offset
         self._segment_count = 0
-        self._current = self.directory / f"{self.owner}.{self._segment}.jsonl"
-        self._fd = os.open(self._current, os.O_RDWR | os.O_CREAT, 0o600)
-        try:  # reserve the blocks now: a full disk is an OSError here, never a SIGBUS later
-            os.posix_fallocate(self._fd, 0, self._segment_bytes)
-        except OSError as exc:
-            if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-                os.close(self._fd)
-                self._fd = None
-                raise
-            os.ftruncate(self._fd, self._segment_bytes)
-        self._map = mmap.mmap(self._fd, self._segment_bytes, mmap.MAP_SHARED,
-                              mmap.PROT_READ | mmap.PROT_WRITE)
-        self._offset = 0
+        self._prepare_spare()
+
+    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._files is None:
+            self._files = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="journal-files")
+        return self._files
+
+    def wait_for_files(self) -> None:
+        """Block until the thread has made the spare and finished every full segment."""
+        if self._files is not None:
+            self._files.submit(lambda: None).result()
+
+    def _prepare_spare(self) -> None:
+        self._spare = self._executor().submit(self._make_segment)
+
+    def _take_spare(self) -> _Segment | None:
+        """The spare, once made; waits for one being made (it is nearly done by then)."""
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        try:
+            return spare.result()
+        except OSError as exc:  # a full disk, say: try again here, where the caller sees it
+            log.warning("journal: the next segment could not be made ahead (%s)", exc)
+            return None
+
+    def _make_segment(self) -> _Segment:
+        """Reserve, map and head a new file, named as the spare (any thread)."""
+        path = self.directory / f"{self.owner}.spare"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            try:  # reserve the blocks now: a full disk is an OSError here, never a SIGBUS later
+                os.posix_fallocate(fd, 0, self._segment_bytes)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    raise
+                os.ftruncate(fd, self._segment_bytes)
+            mapped = mmap.mmap(fd, self._segment_bytes, mmap.MAP_SHARED,
+                               mmap.PROT_READ | mmap.PROT_WRITE)
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
         # Rows are arrays in this header's field order, so a newer version can read them.
-        self._put((json.dumps({"fields": list(FIELDS)}) + "\n").encode())
+        header = (json.dumps({"fields": list(FIELDS)}) + "\n").encode()
+        mapped[:len(header)] = header
+        return _Segment(path, fd, mapped, len(header))
+
+    def _finish(self, segment: _Segment) -> None:
+        """Write a full segment's pages out, unmap it and trim the file (any thread)."""
+        with self._sync_lock:
+            # fsync, not `mmap.flush`: both write the mapped pages out (they are the file's
+            # pages), but `flush` holds the interpreter lock throughout, stopping the loop.
+            with contextlib.suppress(OSError):
+                os.fsync(segment.fd)
+            segment.map.close()
+            with contextlib.suppress(OSError):
+                os.ftruncate(segment.fd, segment.offset)
+            os.close(segment.fd)
+
+    @staticmethod
+    def _discard(segment: _Segment) -> None:
+        segment.map.close()
+        os.close(segment.fd)
+        segment.path.unlink(missing_ok=True)
 
     def _put(self, data: bytes) -> None:
         assert self._map is not None
@@ -97,18 +183,17 @@ class Journal:
         self._offset = end
 
     def _close_segment(self) -> None:
-        """Unmap the open segment and trim the file to what was written."""
-        if self._map is not None:
-            with self._sync_lock:
-                with contextlib.suppress(ValueError, OSError):
-                    self._map.flush()
-                self._map.close()
-            self._map = None
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self._offset)
-            os.close(self._fd)
-            self._fd = None
+        """Finish the open segment here, once the thread has done its work; drop the spare."""
+        if self._files is not None:
+            self._files.shutdown(wait=True)
+            self._files = None
+        spare = self._take_spare()
+        if spare is not None:
+            self._discard(spare)
+        if self._map is not None and self._fd is not None and self._current is not None:
+            self._finish(_Segment(self._current, self._fd, self._map, self._offset))
+        self._map = None
+        self._fd = None
 
     def append(self, row: LedgerRow) -> int:
         """Copy one row into the mapped segment (request path: no system call).
@@ -131,10 +216,11 @@ class Journal:
 
     def sync(self) -> None:
         """Fsync the open segment (from a worker thread): bounds what a machine crash loses."""
-        fd = self._fd
-        if fd is not None:
-            with self._sync_lock, contextlib.suppress(OSError):
-                os.fsync(fd)
+        with self._sync_lock:
+            fd = self._fd  # under the lock: `_finish` closes a full segment's under it too
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.fsync(fd)
 
     def release(self, seq: int) -> None:
         """Every row up to `seq` is in the database (or spilled): drop covered segments."""
@@ -183,6 +269,7 @@ class Journal:
         """Delete a dead owner's replayed segments and its lock."""
         for path in segments:
             path.unlink(missing_ok=True)
+        (owner_dir / f"{owner}.spare").unlink(missing_ok=True)  # made ahead, never written
         (owner_dir / f"{owner}.lock").unlink(missing_ok=True)
 
     @staticmethod
