@@ -165,12 +165,12 @@ def waited_s(pid: int) -> float:
 
 # A busy loop at SCHED_IDLE on one CPU: it runs only when nothing else wants that CPU, so
 # the virtual CPU never halts (`--awake`).
-# An idle-class spinner still counts as its session's whole share against other sessions
-# (autogroups: the stub and each proxy have their own), so alone in a session niced to 19.
-_SPIN = ("import contextlib, os, sys\nos.setsid()\nwith contextlib.suppress(OSError):\n"
-         "    with open('/proc/self/autogroup', 'w') as group:\n        group.write('19')\n"
-         "os.sched_setaffinity(0, {int(sys.argv[1])})\n"
-         "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True:\n    pass\n")
+# The spinner enters the scheduler on every turn (sched_yield): one that only spun was not
+# always preempted when a task on its CPU woke (in 5,000 streamed requests the stub waited
+# 1.4 s for the CPU, 11% of its wake-ups 1.5-4 ms late); yielding, a woken task runs at once.
+_SPIN = ("import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\n"
+         "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True:\n"
+         "    os.sched_yield()\n")
 
 
 @contextlib.contextmanager
@@ -181,11 +181,7 @@ def cpus_awake(cpus: list[int] | None) -> Iterator[None]:
     the host from tens of microseconds to milliseconds: at c=1 each request through a pinned
     proxy crosses cores four times. The spinners take only idle time, but on for the c=N runs
     too they cost the development machine 22% of the proxy's throughput (a busy CPU slows its
-    hyperthread sibling on the host), so they are on for the c=1 runs only. Each spinner is
-    alone in its own session, niced to 19: in the bench's session it counted as that whole
-    session's share against the stub's (sessions are scheduled as groups, "autogroups"), and
-    the stub then waited 1.4 s in 5,000 streamed requests for the spinner's CPU (11% of its
-    wake-ups 1.5-4 ms late; 72 ms in all once the spinner had a session of its own).
+    hyperthread sibling on the host), so they are on for the c=1 runs only.
     """
     if cpus is None:
         yield
