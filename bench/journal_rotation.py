@@ -30,7 +30,7 @@ CHILD = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     from proxy.accounting.journal import Journal
     from proxy.accounting.record import journal_line
-    sys.path.insert(0, sys.argv[2])
+    sys.path.append(sys.argv[2])  # this tree's test helpers, if the tree has none
     from tests.support.ledger import full_row
 
     seconds, rate, var = float(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])

@@ -15,10 +15,12 @@ Files are segments named `<owner>.<n>.jsonl`; each process holds an exclusive `f
 and a restarted replica, recover each other's rows.
 
 Closing a full segment (writing its pages out, trimming it) and opening the next (reserving
-16 MiB, mapping it) took 7 ms together at 10,000 rows a second, 17-23 ms after a burst
-(`bench/journal_rotation.py`). On the loop every request in flight would wait that long, once
-per `segment_rows` rows, so a thread of the journal's own does both: it keeps the next segment
-ready as `<owner>.spare`, and a full segment is swapped for it with a rename.
+16 MiB, mapping it) took 7 ms together at 10,000 rows a second (`bench/journal_rotation.py`),
+17-23 ms when 20,000 rows came at once. On the loop every request in flight would wait that
+long, once per `segment_rows` rows, so a thread of the journal's own does both: it keeps the
+next segment ready as `<owner>.spare`, and a full segment is swapped for it with a rename.
+`segment_rows` is a soft limit: while no spare is ready (or the thread could not make one,
+on a full disk, and tries again) rows go on into the open segment's reserved bytes.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import mmap
 import os
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +46,12 @@ log = logging.getLogger(__name__)
 
 SEGMENT_ROWS = 20_000
 SEGMENT_BYTES = 16 * 1024 * 1024  # reserved on disk; trimmed to its length when closed
+SPARE_RETRY_S = 1.0  # how often the thread tries again to make a spare it could not
+
+
+def _log_failure(future: concurrent.futures.Future[None]) -> None:
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.error("journal: a full segment could not be finished: %r", exc)
 
 
 @dataclasses.dataclass(slots=True)
@@ -72,6 +81,7 @@ class Journal:
         # The disk work of opening and closing segments, off the request path (see above).
         self._files: concurrent.futures.ThreadPoolExecutor | None = None
         self._spare: concurrent.futures.Future[_Segment] | None = None
+        self._spare_retry_at = 0.0
         self._segment_count = 0
         self._seq = 0
         self._closed: list[tuple[Path, int]] = []  # full segments and their last sequence
@@ -90,7 +100,7 @@ class Journal:
         self._rotate()
 
     def _rotate(self) -> None:
-        """Put the spare segment in place (made here only if it is missing or failed)."""
+        """Put the spare segment in place (made here only if there is none to take)."""
         segment = self._take_spare()
         if segment is None:
             segment = self._make_segment()  # the first one, or the thread could not make it
@@ -102,15 +112,18 @@ class Journal:
             self._segment -= 1
             self._discard(segment)
             raise
+        full = None
         if self._fd is not None and self._current is not None and self._map is not None:
             self._closed.append((self._current, self._seq))
-            finishing = _Segment(self._current, self._fd, self._map, self._offset)
-            assert self._files is not None
-            self._files.submit(self._finish, finishing)
+            full = _Segment(self._current, self._fd, self._map, self._offset)
+        # The new segment is published before the thread may close the full one's fd, so
+        # `sync` never takes a closed (or reused) fd number for the open segment's.
         self._current, self._fd, self._map = path, segment.fd, segment.map
         self._offset = segment.offset
         self._segment_count = 0
-        self._prepare_spare()
+        self._prepare_spare()  # first: the next rotation must not wait behind an fsync
+        if full is not None:
+            self._executor().submit(self._finish, full).add_done_callback(_log_failure)
 
     def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._files is None:
@@ -126,14 +139,34 @@ class Journal:
     def _prepare_spare(self) -> None:
         self._spare = self._executor().submit(self._make_segment)
 
+    def _spare_ready(self) -> bool:
+        return self._spare is not None and self._spare.done()
+
+    def _retry_failed_spare(self) -> bool:
+        """Whether the thread could not make the spare (a full disk); if so it tries again.
+
+        At most once every `SPARE_RETRY_S`; meanwhile the open segment takes rows until its
+        reserved bytes run out.
+        """
+        assert self._spare is not None
+        exc = self._spare.exception()
+        if exc is None:
+            return False
+        now = time.monotonic()
+        if now >= self._spare_retry_at:
+            log.warning("journal: the next segment could not be made ahead (%s); retrying", exc)
+            self._spare_retry_at = now + SPARE_RETRY_S
+            self._prepare_spare()
+        return True
+
     def _take_spare(self) -> _Segment | None:
-        """The spare, once made; waits for one being made (it is nearly done by then)."""
+        """The spare the thread made (waiting for it if it is still being made), or None."""
         spare, self._spare = self._spare, None
         if spare is None:
             return None
         try:
             return spare.result()
-        except OSError as exc:  # a full disk, say: try again here, where the caller sees it
+        except OSError as exc:  # a full disk, say: made again here, where the caller sees it
             log.warning("journal: the next segment could not be made ahead (%s)", exc)
             return None
 
@@ -161,14 +194,14 @@ class Journal:
 
     def _finish(self, segment: _Segment) -> None:
         """Write a full segment's pages out, unmap it and trim the file (any thread)."""
-        with self._sync_lock:
-            # fsync, not `mmap.flush`: both write the mapped pages out (they are the file's
-            # pages), but `flush` holds the interpreter lock throughout, stopping the loop.
-            with contextlib.suppress(OSError):
-                os.fsync(segment.fd)
-            segment.map.close()
-            with contextlib.suppress(OSError):
-                os.ftruncate(segment.fd, segment.offset)
+        # fsync, not `mmap.flush`: both write the mapped pages out (they are the file's pages),
+        # but `flush` holds the interpreter lock throughout, stopping the loop.
+        with contextlib.suppress(OSError):
+            os.fsync(segment.fd)
+        segment.map.close()
+        with contextlib.suppress(OSError):
+            os.ftruncate(segment.fd, segment.offset)
+        with self._sync_lock:  # not while `sync` may still be using this fd number
             os.close(segment.fd)
 
     @staticmethod
@@ -191,10 +224,12 @@ class Journal:
         spare = self._take_spare()
         if spare is not None:
             self._discard(spare)
-        if self._map is not None and self._fd is not None and self._current is not None:
-            self._finish(_Segment(self._current, self._fd, self._map, self._offset))
-        self._map = None
-        self._fd = None
+        with self._sync_lock:  # detached first: `sync` then finds no fd, never a closed one
+            current, fd, mapped = self._current, self._fd, self._map
+            self._fd = None
+            self._map = None
+        if mapped is not None and fd is not None and current is not None:
+            self._finish(_Segment(current, fd, mapped, self._offset))
 
     def append(self, row: LedgerRow) -> int:
         """Copy one row into the mapped segment (request path: no system call).
@@ -205,10 +240,14 @@ class Journal:
 
     def append_line(self, line: bytes) -> int:
         """`append` for a row already encoded by `journal_line` (the ledger reuses the bytes)."""
-        if (self._map is None or self._segment_count >= self._segment_rows
-                or self._offset + len(line) > self._segment_bytes):
+        if self._map is None or self._offset + len(line) > self._segment_bytes:
             if self._lock_fd is None:
                 raise RuntimeError("journal is not open")
+            self._rotate()
+        elif (self._segment_count >= self._segment_rows and self._spare_ready()
+              and not self._retry_failed_spare()):
+            # The row count is a soft limit: until the thread has a spare ready, rows go on
+            # into the open segment's reserved bytes (made ahead, not here on the loop).
             self._rotate()
         self._put(line)
         self._segment_count += 1
@@ -218,7 +257,7 @@ class Journal:
     def sync(self) -> None:
         """Fsync the open segment (from a worker thread): bounds what a machine crash loses."""
         with self._sync_lock:
-            fd = self._fd  # under the lock: `_finish` closes a full segment's under it too
+            fd = self._fd  # under the lock: a full segment's fd is closed under it
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.fsync(fd)
@@ -261,7 +300,10 @@ class Journal:
                     continue  # alive
                 segments = sorted(self.directory.glob(f"{owner}.*.jsonl"),
                                   key=lambda p: int(p.name.split(".")[1]))
-                yield owner, segments
+                # The spare holds no row unless its rename into place was lost in a crash
+                # (a rename is not durable until the directory is synced): read it too.
+                spare = self.directory / f"{owner}.spare"
+                yield owner, [*segments, spare] if spare.exists() else segments
             finally:
                 os.close(fd)
 
@@ -270,7 +312,7 @@ class Journal:
         """Delete a dead owner's replayed segments and its lock."""
         for path in segments:
             path.unlink(missing_ok=True)
-        (owner_dir / f"{owner}.spare").unlink(missing_ok=True)  # made ahead, never written
+        (owner_dir / f"{owner}.spare").unlink(missing_ok=True)  # made ahead, maybe half-made
         (owner_dir / f"{owner}.lock").unlink(missing_ok=True)
 
     @staticmethod

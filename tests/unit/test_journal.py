@@ -24,7 +24,7 @@ from proxy.accounting.db import make_engine
 from proxy.accounting.journal import Journal
 from proxy.accounting.ledger_writer import LedgerWriter
 from proxy.accounting.migrate import upgrade_to_head
-from proxy.accounting.record import LedgerRow
+from proxy.accounting.record import FIELDS, LedgerRow, journal_line
 from proxy.accounting.spill import SpillFile
 from proxy.accounting.tables import requests as requests_table
 
@@ -47,7 +47,7 @@ WRITER_SCRIPT = textwrap.dedent("""
                                  endpoint="chat", pool="p", prompt_tokens=i,
                                  completion_tokens=2 * i, energy_j=1.5 * i,
                                  served_at=t0, ended_at=t0 + timedelta(seconds=i + 1)))
-    journal.wait_for_files()  # its next segment made ahead, as `<owner>.spare`
+        journal.wait_for_files()  # each next segment made ahead: rotations at segment_rows
     print("ready", flush=True)
     time.sleep(60)
 """)
@@ -165,7 +165,13 @@ def test_a_live_owner_in_this_process_is_not_adopted(engine: Engine, tmp_path: P
 def test_segments_rotate_and_release_drops_only_covered_closed_ones(tmp_path: Path) -> None:
     journal = Journal(tmp_path, segment_rows=3)
     journal.open()
-    sequences = [journal.append(row(i)) for i in range(10)]
+
+    def append(index: int) -> int:
+        sequence = journal.append(row(index))
+        journal.wait_for_files()  # the spare ready before the next row: a rotation on time
+        return sequence
+
+    sequences = [append(i) for i in range(10)]
     assert sequences == list(range(1, 11))
 
     def segments() -> list[int]:
@@ -180,9 +186,9 @@ def test_segments_rotate_and_release_drops_only_covered_closed_ones(tmp_path: Pa
     assert segments() == [3, 4]
     journal.release(1_000)  # the open segment stays, whatever the sequence
     assert segments() == [4]
-    journal.append(row(10))
-    journal.append(row(11))
-    journal.append(row(12))  # rotates: segment 4 now holds 10, 11, 12 -> closed at 12
+    append(10)
+    append(11)
+    append(12)  # rotates: segment 4 now holds 10, 11, 12 -> closed at 12
     assert segments() == [4, 5]
     journal.release(11)
     assert segments() == [4, 5]
@@ -194,8 +200,8 @@ def test_segments_rotate_and_release_drops_only_covered_closed_ones(tmp_path: Pa
 
 def test_the_disk_work_of_a_rotation_is_done_by_the_journals_thread(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reserving, syncing and trimming segments took 10-30 ms on the loop at each rotation
-    (every request in flight waited); a rotation now only renames the spare into place."""
+    """Closing a full segment and making the next took 7 ms of disk work on the loop at each
+    rotation (every request in flight waited); a rotation now only renames the spare."""
     calls: list[tuple[str, int]] = []
     for name in ("posix_fallocate", "fsync", "ftruncate"):
         real = getattr(os, name)
@@ -227,10 +233,12 @@ def test_the_disk_work_of_a_rotation_is_done_by_the_journals_thread(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_spare_the_thread_could_not_make_is_made_on_the_next_rotation(
+def test_a_full_disk_keeps_rows_in_the_open_segment_until_its_bytes_run_out(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A full disk fails the spare in the thread; the rotation tries again and the caller sees
-    the error (the ledger counts a journal error and keeps the row), then recovers."""
+    """The row count is a soft limit: with no spare (the thread could not make one: a full
+    disk) rows go on into the open segment's reserved bytes while the thread tries again. Only
+    when those run out does the rotation make a segment itself, and its error reaches the
+    caller (`LedgerWriter.submit` then counts a journal error; the row still goes on)."""
     real = os.posix_fallocate
     full = threading.Event()
 
@@ -239,7 +247,10 @@ def test_a_spare_the_thread_could_not_make_is_made_on_the_next_rotation(
             raise OSError(errno.ENOSPC, "No space left on device")
         real(fd, offset, length)
     monkeypatch.setattr(os, "posix_fallocate", fallocate)
-    journal = Journal(tmp_path, segment_rows=2)
+    monkeypatch.setattr(journal_module, "SPARE_RETRY_S", 0.0)
+    header = len(json.dumps({"fields": list(FIELDS)})) + 1
+    line = len(journal_line(row(0)))
+    journal = Journal(tmp_path, segment_rows=2, segment_bytes=header + 6 * line + line // 2)
     journal.open()
     journal.wait_for_files()
     journal.append(row(0))
@@ -248,19 +259,43 @@ def test_a_spare_the_thread_could_not_make_is_made_on_the_next_rotation(
     journal.append(row(2))  # rotates onto the spare made before the disk filled
     journal.wait_for_files()  # the next spare failed in the thread
     assert not (tmp_path / f"{journal.owner}.spare").exists()
-    journal.append(row(3))
+    for i in range(3, 8):  # past segment_rows: into segment 2's reserved bytes (6 rows' worth)
+        assert journal.append(row(i)) == i + 1
+        journal.wait_for_files()  # each one a retry in the thread, failing again
+    assert not (tmp_path / f"{journal.owner}.spare").exists()
     with pytest.raises(OSError) as raised:
-        journal.append(row(4))  # full: the rotation makes the segment here, and fails
+        journal.append(row(8))  # no byte left: the rotation makes the segment here, and fails
     assert raised.value.errno == errno.ENOSPC
     full.clear()
-    journal.append(row(4))
+    assert journal.append(row(8)) == 9  # made here now; the failed call took no sequence
+    journal.append(row(9))
     journal.wait_for_files()
-    assert (tmp_path / f"{journal.owner}.spare").exists()
-    rows = [r.request_id for path in sorted(tmp_path.glob(f"{journal.owner}.*.jsonl"))
-            for r in Journal.read(path)]
-    assert sorted(rows) == ["r-0", "r-1", "r-2", "r-3", "r-4"]
+    assert (tmp_path / f"{journal.owner}.spare").exists()  # and the thread makes spares again
+    by_segment = {int(path.name.split(".")[1]): [r.request_id for r in Journal.read(path)]
+                  for path in tmp_path.glob(f"{journal.owner}.*.jsonl")}
+    assert by_segment == {1: ["r-0", "r-1"], 2: [f"r-{i}" for i in range(2, 8)],
+                          3: ["r-8", "r-9"]}
     journal.close(all_written=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dead_owners_spare_is_read_too(engine: Engine, tmp_path: Path) -> None:
+    """A rename is durable only once the directory is synced: after a crash a segment's rows
+    could be left under the spare's name, so replay reads the spare as a segment."""
+    directory = tmp_path / "journal"
+    directory.mkdir()
+    (directory / "4242-deadbeef.lock").touch()
+    header = json.dumps({"fields": list(FIELDS)}) + "\n"
+    (directory / "4242-deadbeef.1.jsonl").write_bytes(
+        header.encode() + journal_line(row(0)) + b"\x00" * 64)
+    (directory / "4242-deadbeef.spare").write_bytes(
+        header.encode() + journal_line(row(1)) + b"\x00" * 64)
+    journal = Journal(directory)
+    journal.open()
+    assert asyncio.run(writer(engine, tmp_path, journal).replay_journal()) == 2
+    assert set(db_rows(engine)) == {"r-0", "r-1"}
+    assert not any(p.name.startswith("4242-deadbeef") for p in directory.iterdir())
+    journal.close(all_written=True)
 
 
 def test_a_torn_last_line_is_skipped(engine: Engine, tmp_path: Path) -> None:
