@@ -8,15 +8,17 @@ called directly). Responses requests store their answer (the default), so that w
 Plain answers carry 5 tokens, streams `--stream-tokens` chunks (20).
 
     .venv/bin/python bench/overhead.py [--requests 1000] [--duration 8] [--concurrency 32]
-        [--scenarios chat] [--baseline REV] [--no-pin]
+        [--scenarios chat] [--baseline REV] [--no-pin] [--awake] [--rounds R]
 
 For each target: latency (streams: time to the first token) at c=1 and c=N as p50, p99 and
 p99.9; throughput at c=N; the proxy's CPU per request (user + system, its process and its
 children, from /proc); and a plot of every c=N request's latency against the time it was sent
 (`overhead_timeline.png`), where an event-loop stall shows as a column of slow requests.
 `--baseline REV` also runs sprout-proxy as of git revision REV (a throwaway worktree, the same
-virtualenv), side by side. With two or more cores the proxies under test share the last core
-and the stub and this load generator the others (`--no-pin` to turn that off), as in #16.
+virtualenv), side by side. `--rounds R` measures every target R times, in the reverse order
+each round, and reports the pooled samples (throughput: all requests over all run time). With
+two or more cores the proxies under test share the last core and the stub and this load
+generator the others (`--no-pin` to turn that off), as in #16.
 
 The LiteLLM proxy runs from its own virtualenv (`--litellm-venv`, default .venv-bench; made with
 `python3 -m venv .venv-bench && .venv-bench/bin/pip install 'litellm[proxy]'`) so its pins do not
@@ -37,6 +39,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -205,55 +208,86 @@ async def measure(targets: dict[str, str], args: argparse.Namespace,
     results: list[dict[str, object]] = []
     n = args.concurrency
     for stream in (False, True):
-        for scenario, kind, path, document, token in RUNS:
+        mode = "stream" if stream else "plain"
+        for scenario in dict.fromkeys(run[0] for run in RUNS):
             if scenario not in args.scenarios:
                 continue
-            names = [t for t in targets if t == kind or (kind == "sprout" and
-                                                         t.startswith("sprout"))]
-            for name in names:
-                extra = ({"stream": True, STREAM_LENGTH[scenario]: args.stream_tokens}
-                         if stream else {})
-                body = json.dumps(document | extra).encode()
-                url = targets[name] + path
-                raw = build_request(url, body, KEY)
-                with cpus_awake(args.cpus if args.awake else None):
-                    one = await sequential(url, raw, args.requests, stream=stream,
-                                           token=token)
+            plan = [(name, path, document, token)
+                    for run_scenario, kind, path, document, token in RUNS
+                    if run_scenario == scenario
+                    for name in targets
+                    if name == kind or (kind == "sprout" and name.startswith("sprout"))]
+            pooled: dict[str, dict[str, Any]] = {
+                name: {"one": [], "many": [], "elapsed": 0.0, "wall": 0.0, "cpu": 0.0,
+                       "waited": 0.0, "requests": 0} for name, *_ in plan}
+            # With --rounds, every target runs once per round, the order reversed each
+            # round (ABBA): a busy spell of the shared host falls on all of them alike.
+            for round_ in range(args.rounds):
+                for name, path, document, token in (plan if round_ % 2 == 0 else plan[::-1]):
+                    extra = ({"stream": True, STREAM_LENGTH[scenario]: args.stream_tokens}
+                             if stream else {})
+                    body = json.dumps(document | extra).encode()
+                    url = targets[name] + path
+                    raw = build_request(url, body, KEY)
+                    with cpus_awake(args.cpus if args.awake else None):
+                        one = await sequential(url, raw, args.requests, stream=stream,
+                                               token=token)
+                    pid = pids.get(name)
+                    cpu_before = cpu_s(pid) if pid else 0.0
+                    waited_before = waited_s(pid) if pid else 0.0
+                    started = time.perf_counter()
+                    rps, many = await closed_loop(url, raw, n, args.duration,
+                                                  stream=stream, token=token)
+                    wall = time.perf_counter() - started
+                    into = pooled[name]
+                    into["one"] += one
+                    into["many"] += many
+                    into["elapsed"] += len(many) / rps
+                    into["wall"] += wall
+                    if pid:
+                        into["cpu"] += cpu_s(pid) - cpu_before
+                        into["waited"] += waited_s(pid) - waited_before
+                    into["requests"] += len(one) + len(many) + 20 + n
+                    if timelines is not None and round_ == 0:
+                        timelines[scenario, name, mode] = many
+                    first = [sample.ttfb_s for sample in one]
+                    loaded = [sample.ttfb_s if stream else sample.total_s for sample in many]
+                    if args.rounds == 1:
+                        continue
+                    print(f"  {scenario:16s} {name:15s} {mode:6s} (round {round_ + 1})"
+                          + f" c=1 p50 {median_ms(first):.3f} p99 {percentile_ms(first, 99):.3f}"
+                          f" ms; c={n} {rps:.0f} req/s p50 {median_ms(loaded):.1f} p99 "
+                          f"{percentile_ms(loaded, 99):.1f} ms"
+                          + (f"; CPU {(cpu_s(pid) - cpu_before) * 1000 / max(len(many), 1):.3f}"
+                             " ms/req" if pid else ""), flush=True)
+            for name, *_ in plan:
+                got = pooled[name]
                 pid = pids.get(name)
-                cpu_before = cpu_s(pid) if pid else 0.0
-                waited_before = waited_s(pid) if pid else 0.0
-                started = time.perf_counter()
-                rps, many = await closed_loop(url, raw, n, args.duration,
-                                              stream=stream, token=token)
-                cpu_ms = (cpu_s(pid) - cpu_before) * 1000 / max(len(many), 1) if pid else None
-                wait_ms_per_s = ((waited_s(pid) - waited_before) * 1000
-                                 / (time.perf_counter() - started) if pid else None)
-                mode = "stream" if stream else "plain"
-                if timelines is not None:
-                    timelines[scenario, name, mode] = many
-                first = [s.ttfb_s for s in one]
-                loaded = [s.ttfb_s if stream else s.total_s for s in many]
-                results.append({
-                    "scenario": scenario, "target": name, "mode": mode,
+                first = [sample.ttfb_s for sample in got["one"]]
+                loaded = [sample.ttfb_s if stream else sample.total_s for sample in got["many"]]
+                count = max(len(got["many"]), 1)
+                row: dict[str, object] = {
+                    "scenario": scenario, "target": name, "mode": mode, "rounds": args.rounds,
                     "c1_p50_ms": median_ms(first),
                     "c1_p99_ms": percentile_ms(first, 99),
                     "c1_p999_ms": percentile_ms(first, 99.9),
-                    "c1_total_p50_ms": median_ms([s.total_s for s in one]),
-                    f"c{n}_rps": rps,
+                    "c1_total_p50_ms": median_ms([sample.total_s for sample in got["one"]]),
+                    f"c{n}_rps": len(got["many"]) / got["elapsed"],
                     f"c{n}_p50_ms": median_ms(loaded),
                     f"c{n}_p99_ms": percentile_ms(loaded, 99),
                     f"c{n}_p999_ms": percentile_ms(loaded, 99.9),
-                    "requests": len(one) + len(many) + 20 + n,
-                    "cpu_ms_per_request": cpu_ms,
-                    "cpu_wait_ms_per_s": wait_ms_per_s,
-                })
-                row = results[-1]
+                    "requests": got["requests"],
+                    "cpu_ms_per_request": got["cpu"] * 1000 / count if pid else None,
+                    "cpu_wait_ms_per_s": got["waited"] * 1000 / got["wall"] if pid else None,
+                }
+                results.append(row)
                 print(f"  {scenario:16s} {name:15s} {mode:6s} c=1 p50 {row['c1_p50_ms']:.3f} "
-                      f"p99 {row['c1_p99_ms']:.3f} ms; c={n} {rps:.0f} req/s p50 "
+                      f"p99 {row['c1_p99_ms']:.3f} ms; c={n} {row[f'c{n}_rps']:.0f} req/s p50 "
                       f"{row[f'c{n}_p50_ms']:.1f} p99 {row[f'c{n}_p99_ms']:.1f} ms"
-                      + (f"; CPU {cpu_ms:.3f} ms/req" if cpu_ms is not None else "")
-                      + (f"; main thread waited for its CPU {wait_ms_per_s:.0f} ms/s"
-                         if wait_ms_per_s is not None else ""),
+                      + (f"; CPU {row['cpu_ms_per_request']:.3f} ms/req" if pid else "")
+                      + (f"; main thread waited for its CPU {row['cpu_wait_ms_per_s']:.0f}"
+                         " ms/s" if pid else "")
+                      + (f" ({args.rounds} rounds pooled)" if args.rounds > 1 else ""),
                       flush=True)
     return results
 
@@ -376,6 +410,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1000, help="sequential requests (c=1)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per c=N run")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every target this many times, the order reversed each round, "
+                             "and pool the samples")
     parser.add_argument("--stream-tokens", type=int, default=20, help="chunks per stream")
     parser.add_argument("--scenarios", default="chat,responses,responses-native",
                         help="comma-separated: chat, responses, responses-native")
