@@ -166,11 +166,10 @@ def waited_s(pid: int) -> float:
         return 0.0
 
 
-# A busy loop at SCHED_IDLE on one CPU: it runs only when nothing else wants that CPU, so
-# the virtual CPU never halts (`--awake`).
-# The spinner enters the scheduler on every turn (sched_yield): one that only spun was not
-# always preempted when a task on its CPU woke (in 5,000 streamed requests the stub waited
-# 1.4 s for the CPU, 11% of its wake-ups 1.5-4 ms late); yielding, a woken task runs at once.
+# A busy loop at SCHED_IDLE on one CPU, so that the virtual CPU never halts (`--awake`). It
+# enters the scheduler on every turn (sched_yield): one that only spun was not always
+# preempted when a task on its CPU woke (in 5,000 streamed requests the stub waited 1.4 s for
+# the CPU, 11% of its wake-ups 1.5-4 ms late); yielding, a woken task runs at once.
 _SPIN = ("import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\n"
          "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True:\n"
          "    os.sched_yield()\n")
@@ -239,27 +238,27 @@ async def measure(targets: dict[str, str], args: argparse.Namespace,
                     rps, many = await closed_loop(url, raw, n, args.duration,
                                                   stream=stream, token=token)
                     wall = time.perf_counter() - started
+                    cpu = cpu_s(pid) - cpu_before if pid else 0.0
                     into = pooled[name]
                     into["one"] += one
                     into["many"] += many
                     into["elapsed"] += len(many) / rps
                     into["wall"] += wall
+                    into["cpu"] += cpu
                     if pid:
-                        into["cpu"] += cpu_s(pid) - cpu_before
                         into["waited"] += waited_s(pid) - waited_before
                     into["requests"] += len(one) + len(many) + 20 + n
                     if timelines is not None and round_ == 0:
                         timelines[scenario, name, mode] = many
-                    first = [sample.ttfb_s for sample in one]
-                    loaded = [sample.ttfb_s if stream else sample.total_s for sample in many]
-                    if args.rounds == 1:
-                        continue
-                    print(f"  {scenario:16s} {name:15s} {mode:6s} (round {round_ + 1})"
-                          + f" c=1 p50 {median_ms(first):.3f} p99 {percentile_ms(first, 99):.3f}"
-                          f" ms; c={n} {rps:.0f} req/s p50 {median_ms(loaded):.1f} p99 "
-                          f"{percentile_ms(loaded, 99):.1f} ms"
-                          + (f"; CPU {(cpu_s(pid) - cpu_before) * 1000 / max(len(many), 1):.3f}"
-                             " ms/req" if pid else ""), flush=True)
+                    if args.rounds > 1:
+                        first = [sample.ttfb_s for sample in one]
+                        loaded = [sample.ttfb_s if stream else sample.total_s for sample in many]
+                        print(f"  {scenario:16s} {name:15s} {mode:6s} (round {round_ + 1}) c=1 "
+                              f"p50 {median_ms(first):.3f} p99 {percentile_ms(first, 99):.3f} ms;"
+                              f" c={n} {rps:.0f} req/s p50 {median_ms(loaded):.1f} p99 "
+                              f"{percentile_ms(loaded, 99):.1f} ms"
+                              + (f"; CPU {cpu * 1000 / max(len(many), 1):.3f} ms/req"
+                                 if pid else ""), flush=True)
             for name, *_ in plan:
                 got = pooled[name]
                 pid = pids.get(name)

@@ -312,7 +312,6 @@ class Journal:
         """Delete a dead owner's replayed segments and its lock."""
         for path in segments:
             path.unlink(missing_ok=True)
-        (owner_dir / f"{owner}.spare").unlink(missing_ok=True)  # made ahead, maybe half-made
         (owner_dir / f"{owner}.lock").unlink(missing_ok=True)
 
     @staticmethod
