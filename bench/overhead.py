@@ -201,8 +201,13 @@ def cpus_awake(cpus: list[int] | None) -> Iterator[None]:
 async def measure(targets: dict[str, str], args: argparse.Namespace,
                   pids: dict[str, int] | None = None,
                   timelines: dict[tuple[str, str, str], list[Sample]] | None = None,
+                  spans: list[tuple[str, str, str, float, float]] | None = None,
                   ) -> list[dict[str, object]]:
-    """Each target at c=1 and c=N; CPU per request of the proxy's processes (from /proc)."""
+    """Each target at c=1 and c=N; CPU per request of the proxy's processes (from /proc).
+
+    `spans` gets (target, scenario, mode, start, end) of every sprout c=N run, in wall-clock
+    seconds, for `machine_speed` to find those runs' rows in the ledger.
+    """
     pids = pids or {}
     results: list[dict[str, object]] = []
     n = args.concurrency
@@ -234,10 +239,12 @@ async def measure(targets: dict[str, str], args: argparse.Namespace,
                     pid = pids.get(name)
                     cpu_before = cpu_s(pid) if pid else 0.0
                     waited_before = waited_s(pid) if pid else 0.0
-                    started = time.perf_counter()
+                    started, wall_started = time.perf_counter(), time.time()
                     rps, many = await closed_loop(url, raw, n, args.duration,
                                                   stream=stream, token=token)
                     wall = time.perf_counter() - started
+                    if spans is not None and name.startswith("sprout"):
+                        spans.append((name, scenario, mode, wall_started, time.time()))
                     cpu = cpu_s(pid) - cpu_before if pid else 0.0
                     into = pooled[name]
                     into["one"] += one
@@ -353,6 +360,66 @@ def targets_met(results: list[dict[str, object]], concurrency: int) -> str:
             lines.append(f"  {target:15s} {what:40s} {measured:9.3f} {'<=' if at_most else '>='}"
                          f" {limit:9.3f}  {'met' if met else 'NOT met'}")
     return "\n".join(lines)
+
+
+WINDOW_S = 0.2  # the windows in which `machine_speed` counts throughput
+
+
+def machine_speed(name: str, rows: list[dict[str, Any]],
+                  spans: list[tuple[str, str, str, float, float]], concurrency: int) -> list[str]:
+    """Whether a c=N run's slow spells were the proxy waiting or its core running slower.
+
+    At c=N a saturated proxy's latency is N over its throughput, so its p99 / p50 is about how
+    far its throughput falls in its slowest moments. The ledger holds each request's own time
+    in the proxy (`overhead_ms`: all but the wait on the upstream; mostly code that does not
+    yield). Per window of the run: throughput, and the median own time. If the own time grows
+    as throughput falls, the same code ran slower on the proxy's core: the machine (on a shared
+    virtual machine, a neighbour's load), not a stall or a queue in the proxy, whose requests
+    would wait but not take longer to run. Plain requests only: a stream's own time includes
+    its waits between chunks.
+    """
+    lines = []
+    for target, scenario, mode in dict.fromkeys(span[:3] for span in spans
+                                                if span[0] == name and span[2] == "plain"):
+        windows: dict[tuple[int, int], list[float]] = {}
+        for index, (_, _, _, start, end) in enumerate(
+                span for span in spans if span[:3] == (target, scenario, mode)):
+            for row in rows:
+                at = row["created_at"].timestamp()
+                if start <= at < end and row.get("overhead_ms") is not None:
+                    windows.setdefault((index, int((at - start) / WINDOW_S)), []).append(
+                        float(row["overhead_ms"]))
+        # A run's last window is cut short: left out, like windows with too few requests.
+        counts = sorted(len(v) for v in windows.values())
+        if len(counts) < 10:
+            continue
+        typical = counts[len(counts) // 2]
+        full = {key: sorted(v) for key, v in windows.items() if len(v) >= typical / 4}
+        slow = [v for v in full.values() if len(v) < typical * 2 / 3]
+        rest = [v for v in full.values() if len(v) >= typical * 2 / 3]
+        if not slow or not rest:
+            lines.append(f"{target} {scenario} {mode} c={concurrency}: no window of "
+                         f"{WINDOW_S * 1000:.0f} ms under 2/3 of the median throughput "
+                         f"({typical / WINDOW_S:,.0f} req/s)")
+            continue
+
+        def own(group: list[list[float]]) -> float:
+            return median_ms([x / 1000 for v in group for x in v])
+
+        def rate(group: list[list[float]]) -> float:
+            return sorted(len(v) for v in group)[len(group) // 2] / WINDOW_S
+
+        share = sum(len(v) for v in slow) / sum(len(v) for v in full.values())
+        slowed, speed = own(slow) / own(rest), rate(rest) / rate(slow)
+        lines.append(
+            f"{target} {scenario} {mode} c={concurrency}: {len(slow)} of {len(full)} windows "
+            f"of {WINDOW_S * 1000:.0f} ms ran under 2/3 of the median throughput "
+            f"({rate(slow):,.0f} against {rate(rest):,.0f} req/s, {share:.0%} of the "
+            f"requests); the proxy's own time per request in them {own(slow):.3f} against "
+            f"{own(rest):.3f} ms ({slowed:.2f}x, throughput /{speed:.2f}): "
+            + ("its core ran the same code slower (the machine)" if slowed >= 0.75 * speed
+               else "its requests waited without running slower (a stall or a queue)"))
+    return lines
 
 
 def plot_timelines(timelines: dict[tuple[str, str, str], list[Sample]], path: Path) -> None:
@@ -487,13 +554,17 @@ def main() -> int:
                  f"{sorted(load_cpus or ())})" if pinned else "not pinned)")
               + ("; c=1 with every CPU kept awake" if args.awake else ""), flush=True)
         timelines: dict[tuple[str, str, str], list[Sample]] = {}
+        spans: list[tuple[str, str, str, float, float]] = []
         with affinity(load_cpus):
-            results = asyncio.run(measure(targets, args, pids, timelines))
+            results = asyncio.run(measure(targets, args, pids, timelines, spans))
 
-        ledger_lines = []
+        ledger_lines: list[str] = []
+        speed_lines: list[str] = []
         for name, sprout in sprouts.items():
             sent = sum(int(r["requests"]) for r in results if r["target"] == name)  # type: ignore[call-overload]
-            rows = len(wait_rows(databases[name], sent, timeout_s=60))
+            ledger = wait_rows(databases[name], sent, timeout_s=60)
+            rows = len(ledger)
+            speed_lines += machine_speed(name, ledger, spans, args.concurrency)
             health = httpx.get(sprout.url + "/health").json()  # type: ignore[attr-defined]
             loop = health.get("event_loop")  # older revisions have no loop watch
             ledger_lines.append(
@@ -502,7 +573,8 @@ def main() -> int:
                 + (f"; event loop: worst lag {loop['max_lag_ms']} ms, {loop['stalls']} lags "
                    f"over {args.stall_ms:g} ms" if loop else ""))
         table = report(results, args.concurrency)
-        summary = "\n".join([table, targets_met(results, args.concurrency), "", *ledger_lines])
+        summary = "\n".join([table, targets_met(results, args.concurrency), "", *ledger_lines,
+                             "", "slow spells (see machine_speed):", *speed_lines])
         print(summary)
         args.out.mkdir(parents=True, exist_ok=True)
         with (args.out / "overhead.csv").open("w", newline="") as handle:
