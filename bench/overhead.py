@@ -374,8 +374,10 @@ def machine_speed(name: str, rows: list[dict[str, Any]],
     in the proxy (`overhead_ms`: all but the wait on the upstream; mostly code that does not
     yield). Per window of the run: throughput, and the median own time. If the own time grows
     as throughput falls, the same code ran slower on the proxy's core: the machine (on a shared
-    virtual machine, a neighbour's load), not a stall or a queue in the proxy, whose requests
-    would wait but not take longer to run. Plain requests only: a stream's own time includes
+    virtual machine, a neighbour's load on the host's memory and caches), not the proxy. If it
+    does not, requests waited without running slower: a pause, which is either the proxy's (its
+    loop held: see the loop watch's lags) or the machine's (the host taking the CPU away for a
+    while, which a guest cannot see either). Plain requests only: a stream's own time includes
     its waits between chunks.
     """
     lines = []
@@ -384,17 +386,18 @@ def machine_speed(name: str, rows: list[dict[str, Any]],
         windows: dict[tuple[int, int], list[float]] = {}
         for index, (_, _, _, start, end) in enumerate(
                 span for span in spans if span[:3] == (target, scenario, mode)):
+            last = int((end - start) / WINDOW_S) - 1  # the last whole window
             for row in rows:
                 at = row["created_at"].timestamp()
-                if start <= at < end and row.get("overhead_ms") is not None:
-                    windows.setdefault((index, int((at - start) / WINDOW_S)), []).append(
-                        float(row["overhead_ms"]))
-        # A run's last window is cut short: left out, like windows with too few requests.
+                window = int((at - start) / WINDOW_S) if at >= start else -1
+                # Not the first window (the clients connecting) nor a cut-short last one.
+                if 1 <= window <= last and row.get("overhead_ms") is not None:
+                    windows.setdefault((index, window), []).append(float(row["overhead_ms"]))
         counts = sorted(len(v) for v in windows.values())
-        if len(counts) < 10:
+        if len(counts) < 8:
             continue
         typical = counts[len(counts) // 2]
-        full = {key: sorted(v) for key, v in windows.items() if len(v) >= typical / 4}
+        full = windows
         slow = [v for v in full.values() if len(v) < typical * 2 / 3]
         rest = [v for v in full.values() if len(v) >= typical * 2 / 3]
         if not slow or not rest:
@@ -418,7 +421,19 @@ def machine_speed(name: str, rows: list[dict[str, Any]],
             f"requests); the proxy's own time per request in them {own(slow):.3f} against "
             f"{own(rest):.3f} ms ({slowed:.2f}x, throughput /{speed:.2f}): "
             + ("its core ran the same code slower (the machine)" if slowed >= 0.75 * speed
-               else "its requests waited without running slower (a stall or a queue)"))
+               else "its requests waited without running slower (a pause: the proxy's loop, "
+                    "or the host taking its CPU)"))
+    return lines
+
+
+def host_speed(seconds: float, cpu: int, when: str) -> list[str]:
+    """bench/host_speed.py's summary lines, with nothing of this bench running."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "host_speed.py"), "--seconds",
+                           f"{seconds:g}", "--cpu", str(cpu)], capture_output=True, text=True,
+                          check=True)
+    lines = [f"{when}: {line.strip()}" for line in done.stdout.splitlines()
+             if line.strip().startswith(("memory-bound", "cache-resident"))]
+    print("\n".join(lines), flush=True)
     return lines
 
 
@@ -496,6 +511,9 @@ def main() -> int:
                              "PROXY_SETTLEMENT_INTERVAL_S=3600 to see what settlement costs")
     parser.add_argument("--stall-ms", type=float, default=20.0,
                         help="the event-loop lag sprout-proxy counts as a stall")
+    parser.add_argument("--host-check", type=float, default=0.0, metavar="S",
+                        help="before and after measuring, time the machine itself for S seconds "
+                             "on the proxies' core (bench/host_speed.py)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
     args.proxy_setting = [f"PROXY_LOOP_STALL_WARN_MS={args.stall_ms:g}", *args.proxy_setting]
@@ -506,6 +524,7 @@ def main() -> int:
     pinned = not args.no_pin and len(cpus) >= 2
     proxy_cpus = {cpus[-1]} if pinned else None
     load_cpus = set(cpus[:-1]) if pinned else None
+    host_lines = host_speed(args.host_check, cpus[-1], "before") if args.host_check else []
     work = Path(tempfile.mkdtemp(prefix="sprout-bench-"))
     postgres = PostgresServer()
     postgres.init()
@@ -572,9 +591,19 @@ def main() -> int:
                 f"dropped_rows={health['ledger']['dropped_rows']}"
                 + (f"; event loop: worst lag {loop['max_lag_ms']} ms, {loop['stalls']} lags "
                    f"over {args.stall_ms:g} ms" if loop else ""))
+        for process in processes:  # the machine alone again, for its second check
+            process.stop()
+        if litellm is not None:
+            litellm.terminate()
+            litellm.wait(timeout=20)
+            litellm = None
+        if args.host_check:
+            host_lines += host_speed(args.host_check, cpus[-1], "after")
         table = report(results, args.concurrency)
         summary = "\n".join([table, targets_met(results, args.concurrency), "", *ledger_lines,
-                             "", "slow spells (see machine_speed):", *speed_lines])
+                             "", "slow spells (see machine_speed):", *speed_lines,
+                             *(["", "the machine alone (bench/host_speed.py):", *host_lines]
+                               if host_lines else [])])
         print(summary)
         args.out.mkdir(parents=True, exist_ok=True)
         with (args.out / "overhead.csv").open("w", newline="") as handle:

@@ -13,10 +13,11 @@ START = 1_000.0
 SPAN = [("sprout", "chat", "plain", START, START + 8.0)]
 
 
-def ledger(slow_own_ms: float) -> list[dict[str, object]]:
+def ledger(slow_own_ms: float, slow_windows: tuple[int, ...] = (10, 11, 12, 30)
+           ) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for window in range(40):
-        slow = window in (10, 11, 12, 30)
+        slow = window in slow_windows
         count = 400 if slow else 800
         rows += [{"created_at": datetime.fromtimestamp(START + window * 0.2 + i * 0.2 / count,
                                                        UTC),
@@ -26,13 +27,18 @@ def ledger(slow_own_ms: float) -> list[dict[str, object]]:
 
 def test_own_time_that_doubles_as_throughput_halves_is_the_machine() -> None:
     (line,) = machine_speed("sprout", ledger(0.14), SPAN, 32)
-    assert "4 of 40 windows" in line and "2,000 against 4,000 req/s" in line
+    assert "4 of 39 windows" in line and "2,000 against 4,000 req/s" in line
     assert "(2.00x, throughput /2.00)" in line and line.endswith("(the machine)")
+
+
+def test_the_first_window_while_clients_connect_is_left_out() -> None:
+    (line,) = machine_speed("sprout", ledger(0.14, (0, 20)), SPAN, 32)
+    assert "1 of 39 windows" in line
 
 
 def test_own_time_that_stays_put_is_waiting() -> None:
     (line,) = machine_speed("sprout", ledger(0.07), SPAN, 32)
-    assert line.endswith("(a stall or a queue)")
+    assert line.endswith("(a pause: the proxy's loop, or the host taking its CPU)")
 
 
 def test_streams_and_other_targets_are_left_out() -> None:
