@@ -31,8 +31,11 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import dataclasses
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -201,12 +204,11 @@ def cpus_awake(cpus: list[int] | None) -> Iterator[None]:
 async def measure(targets: dict[str, str], args: argparse.Namespace,
                   pids: dict[str, int] | None = None,
                   timelines: dict[tuple[str, str, str], list[Sample]] | None = None,
-                  spans: list[tuple[str, str, str, float, float]] | None = None,
+                  spans: list[Span] | None = None,
                   ) -> list[dict[str, object]]:
     """Each target at c=1 and c=N; CPU per request of the proxy's processes (from /proc).
 
-    `spans` gets (target, scenario, mode, start, end) of every sprout c=N run, in wall-clock
-    seconds, for `machine_speed` to find those runs' rows in the ledger.
+    `spans` gets every sprout c=N run, for `machine_speed` to find its rows in the ledger.
     """
     pids = pids or {}
     results: list[dict[str, object]] = []
@@ -244,7 +246,8 @@ async def measure(targets: dict[str, str], args: argparse.Namespace,
                                                   stream=stream, token=token)
                     wall = time.perf_counter() - started
                     if spans is not None and name.startswith("sprout"):
-                        spans.append((name, scenario, mode, wall_started, time.time()))
+                        spans.append(Span(name, scenario, mode, wall_started, time.time(), many,
+                                          wall_started - started))
                     cpu = cpu_s(pid) - cpu_before if pid else 0.0
                     into = pooled[name]
                     into["one"] += one
@@ -365,61 +368,91 @@ def targets_met(results: list[dict[str, object]], concurrency: int) -> str:
 WINDOW_S = 0.2  # the windows in which `machine_speed` counts throughput
 
 
-def machine_speed(name: str, rows: list[dict[str, Any]],
-                  spans: list[tuple[str, str, str, float, float]], concurrency: int) -> list[str]:
-    """Whether a c=N run's slow spells were the proxy waiting or its core running slower.
+@dataclasses.dataclass
+class Span:
+    """One sprout c=N run: when (wall clock, as the ledger's `created_at`) and its samples."""
 
-    At c=N a saturated proxy's latency is N over its throughput, so its p99 / p50 is about how
-    far its throughput falls in its slowest moments. The ledger holds each request's own time
-    in the proxy (`overhead_ms`: all but the wait on the upstream; mostly code that does not
-    yield). Per window of the run: throughput, and the median own time. If the own time grows
-    as throughput falls, the same code ran slower on the proxy's core: the machine (on a shared
-    virtual machine, a neighbour's load on the host's memory and caches), not the proxy. If it
-    does not, requests waited without running slower: a pause, which is either the proxy's (its
-    loop held: see the loop watch's lags) or the machine's (the host taking the CPU away for a
-    while, which a guest cannot see either). Plain requests only: a stream's own time includes
-    its waits between chunks.
+    target: str
+    scenario: str
+    mode: str
+    start: float
+    end: float
+    samples: list[Sample]
+    wall_minus_perf: float  # add to a sample's `at_s` for wall-clock seconds
+
+
+def machine_speed(name: str, rows: list[dict[str, Any]], spans: list[Span],
+                  concurrency: int) -> list[str]:
+    """How much of a c=N run's tail was the proxy's code running slower, window by window.
+
+    At c=N a saturated proxy's latency is N over its throughput, so its p99 / p50 is partly
+    how far its throughput falls in its slowest moments. The ledger holds each request's own
+    time in the proxy (`overhead_ms`: all but the wait on the upstream; mostly code that does
+    not yield). Per window of the run: throughput, and the median own time. If they move
+    together, the same code ran faster and slower on the proxy's core: the machine (on a
+    shared virtual machine, a neighbour's load on the host's memory and caches), not a stall
+    in the proxy. The run's p99 / p50 is then also given with each latency scaled by its
+    window's speed (the window's median own time against the run's): the spread the proxy
+    would show on a machine of steady speed. Slow windows whose own time did not grow are
+    pauses: the proxy's loop held (see the loop watch's lags), or the host taking its CPU away
+    for a while, which a guest cannot tell apart. Plain requests only: a stream's own time
+    includes its waits between chunks.
     """
     lines = []
-    for target, scenario, mode in dict.fromkeys(span[:3] for span in spans
-                                                if span[0] == name and span[2] == "plain"):
+    for target, scenario, mode in dict.fromkeys((s.target, s.scenario, s.mode) for s in spans
+                                                if s.target == name and s.mode == "plain"):
+        runs = [s for s in spans if (s.target, s.scenario, s.mode) == (target, scenario, mode)]
         windows: dict[tuple[int, int], list[float]] = {}
-        for index, (_, _, _, start, end) in enumerate(
-                span for span in spans if span[:3] == (target, scenario, mode)):
-            last = int((end - start) / WINDOW_S) - 1  # the last whole window
+        for index, span in enumerate(runs):
+            last = int((span.end - span.start) / WINDOW_S) - 1  # the last whole window
             for row in rows:
                 at = row["created_at"].timestamp()
-                window = int((at - start) / WINDOW_S) if at >= start else -1
+                window = int((at - span.start) / WINDOW_S) if at >= span.start else -1
                 # Not the first window (the clients connecting) nor a cut-short last one.
                 if 1 <= window <= last and row.get("overhead_ms") is not None:
                     windows.setdefault((index, window), []).append(float(row["overhead_ms"]))
-        counts = sorted(len(v) for v in windows.values())
-        if len(counts) < 8:
+        if len(windows) < 8:
             continue
-        typical = counts[len(counts) // 2]
-        full = windows
-        slow = [v for v in full.values() if len(v) < typical * 2 / 3]
-        rest = [v for v in full.values() if len(v) >= typical * 2 / 3]
-        if not slow or not rest:
-            lines.append(f"{target} {scenario} {mode} c={concurrency}: no window of "
-                         f"{WINDOW_S * 1000:.0f} ms under 2/3 of the median throughput "
-                         f"({typical / WINDOW_S:,.0f} req/s)")
+        label = f"{target} {scenario} {mode} c={concurrency}"
+        own = {key: statistics.median(v) for key, v in windows.items()}
+        rate = {key: len(v) / WINDOW_S for key, v in windows.items()}
+        logs = ([math.log(rate[key]) for key in windows], [math.log(own[key]) for key in windows])
+        together = (statistics.correlation(*logs)
+                    if min(statistics.pvariance(x) for x in logs) > 0 else 0.0)
+        typical = statistics.median(v for v in own.values())
+        measured: list[float] = []
+        scaled: list[float] = []
+        for index, span in enumerate(runs):
+            for sample in span.samples:
+                key = (index, int((sample.at_s + span.wall_minus_perf - span.start) / WINDOW_S))
+                if key in own:
+                    measured.append(sample.total_s)
+                    scaled.append(sample.total_s * typical / own[key])
+        spread = (f"; p99 / p50 {percentile_ms(measured, 99) / median_ms(measured):.2f} as "
+                  f"measured in those windows, {percentile_ms(scaled, 99) / median_ms(scaled):.2f}"
+                  " with each latency scaled by its window's speed" if measured else "")
+        lines.append(f"{label}: across {len(windows)} windows of {WINDOW_S * 1000:.0f} ms, "
+                     f"throughput against the proxy's own time per request: correlation of "
+                     f"their logarithms {together:+.2f} (-1: the same code, run faster or "
+                     f"slower){spread}")
+        median_rate = statistics.median(rate.values())
+        slow = [key for key in windows if rate[key] < median_rate * 2 / 3]
+        rest = [key for key in windows if rate[key] >= median_rate * 2 / 3]
+        if not slow:
+            lines.append(f"{label}: no window under 2/3 of the median throughput "
+                         f"({median_rate:,.0f} req/s)")
             continue
-
-        def own(group: list[list[float]]) -> float:
-            return median_ms([x / 1000 for v in group for x in v])
-
-        def rate(group: list[list[float]]) -> float:
-            return sorted(len(v) for v in group)[len(group) // 2] / WINDOW_S
-
-        share = sum(len(v) for v in slow) / sum(len(v) for v in full.values())
-        slowed, speed = own(slow) / own(rest), rate(rest) / rate(slow)
+        own_slow, own_rest = (statistics.median(x for key in keys for x in windows[key])
+                              for keys in (slow, rest))
+        rate_slow, rate_rest = (statistics.median(rate[key] for key in keys)
+                                for keys in (slow, rest))
+        share = sum(len(windows[key]) for key in slow) / sum(len(v) for v in windows.values())
+        slowed, speed = own_slow / own_rest, rate_rest / rate_slow
         lines.append(
-            f"{target} {scenario} {mode} c={concurrency}: {len(slow)} of {len(full)} windows "
-            f"of {WINDOW_S * 1000:.0f} ms ran under 2/3 of the median throughput "
-            f"({rate(slow):,.0f} against {rate(rest):,.0f} req/s, {share:.0%} of the "
-            f"requests); the proxy's own time per request in them {own(slow):.3f} against "
-            f"{own(rest):.3f} ms ({slowed:.2f}x, throughput /{speed:.2f}): "
+            f"{label}: {len(slow)} of {len(windows)} windows ran under 2/3 of the median "
+            f"throughput ({rate_slow:,.0f} against {rate_rest:,.0f} req/s, {share:.0%} of the "
+            f"requests); the proxy's own time per request in them {own_slow:.3f} against "
+            f"{own_rest:.3f} ms ({slowed:.2f}x, throughput /{speed:.2f}): "
             + ("its core ran the same code slower (the machine)" if slowed >= 0.75 * speed
                else "its requests waited without running slower (a pause: the proxy's loop, "
                     "or the host taking its CPU)"))
@@ -573,7 +606,7 @@ def main() -> int:
                  f"{sorted(load_cpus or ())})" if pinned else "not pinned)")
               + ("; c=1 with every CPU kept awake" if args.awake else ""), flush=True)
         timelines: dict[tuple[str, str, str], list[Sample]] = {}
-        spans: list[tuple[str, str, str, float, float]] = []
+        spans: list[Span] = []
         with affinity(load_cpus):
             results = asyncio.run(measure(targets, args, pids, timelines, spans))
 

@@ -1,54 +1,66 @@
-"""bench/overhead.py tells a proxy that ran slower from one whose requests waited.
+"""bench/overhead.py tells a proxy whose code ran slower from one whose requests waited.
 
-Synthetic ledgers: 40 windows of 200 ms at 4,000 req/s, four of them at half the throughput.
+Synthetic runs: 40 windows of 200 ms at 4,000 req/s, some at half the throughput, each
+request's latency 32 over its window's throughput (a saturated proxy at c=32).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bench.overhead import machine_speed
+from bench.loadgen import Sample
+from bench.overhead import Span, machine_speed
 
 START = 1_000.0
-SPAN = [("sprout", "chat", "plain", START, START + 8.0)]
+PERF = 50.0  # the load generator's perf_counter when the run started
 
 
-def ledger(slow_own_ms: float, slow_windows: tuple[int, ...] = (10, 11, 12, 30)
-           ) -> list[dict[str, object]]:
+def run(slow_own_ms: float, slow_windows: tuple[int, ...] = (10, 11, 12, 30),
+        mode: str = "plain", target: str = "sprout") -> tuple[list[dict[str, object]], Span]:
     rows: list[dict[str, object]] = []
+    samples: list[Sample] = []
     for window in range(40):
         slow = window in slow_windows
         count = 400 if slow else 800
-        rows += [{"created_at": datetime.fromtimestamp(START + window * 0.2 + i * 0.2 / count,
-                                                       UTC),
-                  "overhead_ms": slow_own_ms if slow else 0.07} for i in range(count)]
-    return rows
+        for i in range(count):
+            at = window * 0.2 + i * 0.2 / count
+            rows.append({"created_at": datetime.fromtimestamp(START + at, UTC),
+                         "overhead_ms": slow_own_ms if slow else 0.07})
+            latency_s = 32 / (count / 0.2)
+            samples.append(Sample(latency_s, latency_s, 200, PERF + at))
+    return rows, Span(target, "chat", mode, START, START + 8.0, samples, START - PERF)
 
 
 def test_own_time_that_doubles_as_throughput_halves_is_the_machine() -> None:
-    (line,) = machine_speed("sprout", ledger(0.14), SPAN, 32)
-    assert "4 of 39 windows" in line and "2,000 against 4,000 req/s" in line
-    assert "(2.00x, throughput /2.00)" in line and line.endswith("(the machine)")
+    rows, span = run(0.14)
+    together, slow = machine_speed("sprout", rows, [span], 32)
+    assert "across 39 windows" in together and "logarithms -1.00" in together
+    assert "p99 / p50 2.00 as measured" in together
+    assert "1.00 with each latency scaled by its window's speed" in together
+    assert "4 of 39 windows" in slow and "2,000 against 4,000 req/s" in slow
+    assert "(2.00x, throughput /2.00)" in slow and slow.endswith("(the machine)")
+
+
+def test_own_time_that_stays_put_is_a_pause() -> None:
+    rows, span = run(0.07)
+    together, slow = machine_speed("sprout", rows, [span], 32)
+    assert "logarithms +0.00" in together
+    assert "2.00 as measured in those windows, 2.00 with each latency scaled" in together
+    assert slow.endswith("(a pause: the proxy's loop, or the host taking its CPU)")
 
 
 def test_the_first_window_while_clients_connect_is_left_out() -> None:
-    (line,) = machine_speed("sprout", ledger(0.14, (0, 20)), SPAN, 32)
-    assert "1 of 39 windows" in line
-
-
-def test_own_time_that_stays_put_is_waiting() -> None:
-    (line,) = machine_speed("sprout", ledger(0.07), SPAN, 32)
-    assert line.endswith("(a pause: the proxy's loop, or the host taking its CPU)")
+    rows, span = run(0.14, (0, 20))
+    assert "1 of 39 windows" in machine_speed("sprout", rows, [span], 32)[1]
 
 
 def test_streams_and_other_targets_are_left_out() -> None:
-    spans = [("sprout", "chat", "stream", START, START + 8.0),
-             ("sprout@abc", "chat", "plain", START, START + 8.0)]
-    assert machine_speed("sprout", ledger(0.14), spans, 32) == []
+    rows, stream = run(0.14, mode="stream")
+    _, other = run(0.14, target="sprout@abc")
+    assert machine_speed("sprout", rows, [stream, other], 32) == []
 
 
 def test_a_steady_run_says_so() -> None:
-    steady = [{"created_at": datetime.fromtimestamp(START + i / 4000, UTC), "overhead_ms": 0.07}
-              for i in range(32_000)]
-    (line,) = machine_speed("sprout", steady, SPAN, 32)
-    assert line.startswith("sprout chat plain c=32: no window of 200 ms under 2/3")
+    rows, span = run(0.07, ())
+    assert machine_speed("sprout", rows, [span], 32)[1] == (
+        "sprout chat plain c=32: no window under 2/3 of the median throughput (4,000 req/s)")
