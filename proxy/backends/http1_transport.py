@@ -2,11 +2,12 @@
 
 httpcore's pool polls every pooled socket on every request (`has_expired`), which costs more
 than the rest of a proxied request at high concurrency. This transport keeps idle connections
-on a LIFO stack per origin and parses responses with httptools (uvicorn's C parser) straight
-from the protocol's `data_received`: no StreamReader copy, no task per read (one future and
-one timer per wait), and no httpx objects: `OpenAICompatibleBackend` sends a prebuilt request
-with `exchange`. Failures are httpx's own exceptions, so callers map one family for both this
-transport and httpx's (used for TLS upstreams).
+in a queue per origin (the one idle longest goes first) and parses responses with httptools
+(uvicorn's C parser) straight from the protocol's `data_received`: no StreamReader copy, no
+task per read (one future and one timer per wait), and no httpx objects:
+`OpenAICompatibleBackend` sends a prebuilt request with `exchange`. Failures are httpx's own
+exceptions, so callers map one family for both this transport and httpx's (used for TLS
+upstreams).
 """
 
 from __future__ import annotations
@@ -143,7 +144,14 @@ class KeepAliveTransport:
         self.read_timeout_s = read_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._max_idle = max_idle
-        self._idle: dict[_Origin, list[_Connection]] = collections.defaultdict(list)
+        # Oldest first, not a stack: a level-triggered poller (asyncio's and uvloop's epoll)
+        # that did not find a socket idle since it last returned it returns it again at its old
+        # place, whatever the order new data came in. On a busy loop a stack hands the wave of
+        # requests that follows a wave of answers the connections in reverse, so each wave's
+        # answers were read last-sent first: in a c=32 closed loop, with timestamps in the
+        # proxy, 66% of consecutive requests were overtaken by the next; none with a queue.
+        self._idle: dict[_Origin, collections.deque[_Connection]] = collections.defaultdict(
+            collections.deque)
 
     async def exchange(self, origin: _Origin, payload: bytes) -> ResponseStream:
         """Send a whole request (head and body); return once the status and headers are in."""
@@ -164,7 +172,7 @@ class KeepAliveTransport:
     async def _checkout(self, origin: _Origin) -> tuple[_Connection, bool]:
         idle = self._idle[origin]
         while idle:
-            connection = idle.pop()
+            connection = idle.popleft()
             if connection.idle_usable():
                 return connection, True
             connection.close()

@@ -87,6 +87,43 @@ def test_keep_alive_connections_are_reused() -> None:
     asyncio.run(scenario())
 
 
+def test_the_connection_idle_longest_is_used_first() -> None:
+    """Idle connections are a queue, not a stack, so a busy loop reads answers in order.
+
+    With a stack, the wave of requests after a wave of answers got the connections in reverse,
+    and a level-triggered poller that had not found them idle returned them at their old
+    places: each wave's answers were read last-sent first (66% of consecutive requests
+    overtaken at c=32, timestamps in the proxy).
+    """
+    opened: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        number = len(opened)
+        opened.append(number)
+        while True:
+            try:
+                await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(_ok(str(number).encode()))
+            await writer.drain()
+
+    async def scenario() -> None:
+        server, url, _ = await _serve(handler)
+        transport = _transport()
+        held = await asyncio.gather(*(transport.exchange(_origin(url), _request(b"{}"))
+                                      for _ in range(3)))
+        # Read, and so given back, in this order.
+        bodies = {index: await held[index].read() for index in (2, 0, 1)}
+        served_by = [(await _get(transport, url))[1] for _ in range(4)]
+        assert served_by == [bodies[2], bodies[0], bodies[1], bodies[2]]
+        assert len(opened) == 3
+        await transport.aclose()
+        server.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_connection_closed_by_the_server_while_idle_is_replaced() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
