@@ -6,7 +6,8 @@ On one CPU (default: the last, where `bench/overhead.py` puts the proxies), repe
 pieces of work and prints, per half second, the median time of each:
 - memory-bound: 200,000 random reads from a 256 MiB array (cache misses, like a large Python
   heap's pointer chasing);
-- cache-resident: arithmetic over 1.6 MB that stays in the core's cache.
+- cache-resident: arithmetic over 1.6 MB (3.2 MB with its temporary), which stays in the
+  shared L3 cache rather than main memory.
 
 On a dedicated machine both lines stay flat. On a shared virtual machine the memory-bound line
 moves when a neighbour loads the host's memory or shared cache, and a proxy whose heap does not
@@ -45,6 +46,8 @@ def main() -> int:
         (small * 3).sum()
         halves.setdefault(int((now - start) / HALF_S), []).append(
             (middle - now, time.perf_counter() - middle))
+    if not halves:
+        parser.error("--seconds is too short to time anything")
     memory = [statistics.median(m for m, _ in v) * 1000 for _, v in sorted(halves.items())]
     cached = [statistics.median(c for _, c in v) * 1000 for _, v in sorted(halves.items())]
     print(f"CPU {args.cpu}, {args.seconds:g} s, median ms per half second:")

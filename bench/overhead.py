@@ -9,6 +9,7 @@ Plain answers carry 5 tokens, streams `--stream-tokens` chunks (20).
 
     .venv/bin/python bench/overhead.py [--requests 1000] [--duration 8] [--concurrency 32]
         [--scenarios chat] [--baseline REV] [--no-pin] [--awake] [--rounds R]
+        [--host-check S]
 
 For each target: latency (streams: time to the first token) at c=1 and c=N as p50, p99 and
 p99.9; throughput at c=N; the proxy's CPU per request (user + system, its process and its
@@ -245,9 +246,8 @@ async def measure(targets: dict[str, str], args: argparse.Namespace,
                     rps, many = await closed_loop(url, raw, n, args.duration,
                                                   stream=stream, token=token)
                     wall = time.perf_counter() - started
-                    if spans is not None and name.startswith("sprout"):
-                        spans.append(Span(name, scenario, mode, wall_started, time.time(), many,
-                                          wall_started - started))
+                    if spans is not None and name.startswith("sprout") and many:
+                        spans.append(span_of(name, scenario, mode, many, wall_started - started))
                     cpu = cpu_s(pid) - cpu_before if pid else 0.0
                     into = pooled[name]
                     into["one"] += one
@@ -381,6 +381,17 @@ class Span:
     wall_minus_perf: float  # add to a sample's `at_s` for wall-clock seconds
 
 
+def span_of(target: str, scenario: str, mode: str, samples: list[Sample],
+            wall_minus_perf: float) -> Span:
+    """A run's span from its own samples: from the first measured send to the last.
+
+    Not the time around the whole call: the clients connect and warm up first, and the load
+    tails off after the deadline, which would show as slow windows at either end.
+    """
+    sent = [sample.at_s + wall_minus_perf for sample in samples]
+    return Span(target, scenario, mode, min(sent), max(sent), samples, wall_minus_perf)
+
+
 def machine_speed(name: str, rows: list[dict[str, Any]], spans: list[Span],
                   concurrency: int) -> list[str]:
     """How much of a c=N run's tail was the proxy's code running slower, window by window.
@@ -411,10 +422,12 @@ def machine_speed(name: str, rows: list[dict[str, Any]], spans: list[Span],
                 # Not the first window (the clients connecting) nor a cut-short last one.
                 if 1 <= window <= last and row.get("overhead_ms") is not None:
                     windows.setdefault((index, window), []).append(float(row["overhead_ms"]))
+        # A median own time of 0 (a clamped reading) has no logarithm: such windows are left out.
+        own = {key: median for key, v in windows.items() if (median := statistics.median(v)) > 0}
+        windows = {key: v for key, v in windows.items() if key in own}
         if len(windows) < 8:
             continue
         label = f"{target} {scenario} {mode} c={concurrency}"
-        own = {key: statistics.median(v) for key, v in windows.items()}
         rate = {key: len(v) / WINDOW_S for key, v in windows.items()}
         logs = ([math.log(rate[key]) for key in windows], [math.log(own[key]) for key in windows])
         together = (statistics.correlation(*logs)
@@ -459,13 +472,25 @@ def machine_speed(name: str, rows: list[dict[str, Any]], spans: list[Span],
     return lines
 
 
+def stop_litellm(process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def host_speed(seconds: float, cpu: int, when: str) -> list[str]:
     """bench/host_speed.py's summary lines, with nothing of this bench running."""
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "host_speed.py"), "--seconds",
-                           f"{seconds:g}", "--cpu", str(cpu)], capture_output=True, text=True,
-                          check=True)
+                           f"{seconds:g}", "--cpu", str(cpu)], capture_output=True, text=True)
     lines = [f"{when}: {line.strip()}" for line in done.stdout.splitlines()
              if line.strip().startswith(("memory-bound", "cache-resident"))]
+    if done.returncode or not lines:
+        why = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        lines = [f"{when}: not measured (bench/host_speed.py exited {done.returncode}: {why})"]
     print("\n".join(lines), flush=True)
     return lines
 
@@ -616,7 +641,10 @@ def main() -> int:
             sent = sum(int(r["requests"]) for r in results if r["target"] == name)  # type: ignore[call-overload]
             ledger = wait_rows(databases[name], sent, timeout_s=60)
             rows = len(ledger)
-            speed_lines += machine_speed(name, ledger, spans, args.concurrency)
+            try:
+                speed_lines += machine_speed(name, ledger, spans, args.concurrency)
+            except Exception as exc:  # the report matters more than this line
+                speed_lines.append(f"{name}: slow spells not worked out ({exc!r})")
             health = httpx.get(sprout.url + "/health").json()  # type: ignore[attr-defined]
             loop = health.get("event_loop")  # older revisions have no loop watch
             ledger_lines.append(
@@ -624,20 +652,10 @@ def main() -> int:
                 f"dropped_rows={health['ledger']['dropped_rows']}"
                 + (f"; event loop: worst lag {loop['max_lag_ms']} ms, {loop['stalls']} lags "
                    f"over {args.stall_ms:g} ms" if loop else ""))
-        for process in processes:  # the machine alone again, for its second check
-            process.stop()
-        if litellm is not None:
-            litellm.terminate()
-            litellm.wait(timeout=20)
-            litellm = None
-        if args.host_check:
-            host_lines += host_speed(args.host_check, cpus[-1], "after")
         table = report(results, args.concurrency)
         summary = "\n".join([table, targets_met(results, args.concurrency), "", *ledger_lines,
-                             "", "slow spells (see machine_speed):", *speed_lines,
-                             *(["", "the machine alone (bench/host_speed.py):", *host_lines]
-                               if host_lines else [])])
-        print(summary)
+                             *(["", f"slow spells (plain, c={args.concurrency}):", *speed_lines]
+                               if speed_lines else [])])
         args.out.mkdir(parents=True, exist_ok=True)
         with (args.out / "overhead.csv").open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=sorted({k for r in results for k in r}))
@@ -645,12 +663,20 @@ def main() -> int:
             writer.writerows(results)
         (args.out / "overhead.txt").write_text(summary + "\n")
         plot_timelines(timelines, args.out / "overhead_timeline.png")
+        if args.host_check:  # the machine alone again (the database idle), then the report
+            for process in processes:
+                process.stop()
+            stop_litellm(litellm)
+            litellm = None
+            host_lines += host_speed(args.host_check, cpus[-1], "after")
+            summary += "\n".join(["", "", "the machine alone (bench/host_speed.py):",
+                                   *host_lines])
+            (args.out / "overhead.txt").write_text(summary + "\n")
+        print(summary)
     finally:
         for process in processes:
             process.stop()
-        if litellm is not None:
-            litellm.terminate()
-            litellm.wait(timeout=20)
+        stop_litellm(litellm)
         postgres.destroy()
         for tree in worktrees:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],

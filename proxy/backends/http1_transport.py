@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from collections.abc import AsyncIterator
 
 import httptools
@@ -41,6 +42,7 @@ class _Connection(asyncio.Protocol):
         self.error: httpx.HTTPError | None = None
         self._waiter: asyncio.Future[bool] | None = None
         self._paused = False
+        self.released_at = 0.0  # when it last went back to the idle queue (monotonic)
         self.reset()
 
     def reset(self) -> None:
@@ -137,13 +139,21 @@ def _expire(waiter: asyncio.Future[bool]) -> None:
         waiter.set_result(False)  # timed out
 
 
+# An idle connection older than this is closed rather than reused: the queue hands out the one
+# idle longest, which is the one a server's keep-alive timeout closes first (uvicorn's, and so
+# vLLM's, is 5 s); reusing it as the server hangs up costs the request a reconnect.
+IDLE_EXPIRY_S = 4.0
+
+
 class KeepAliveTransport:
     """HTTP/1.1 only, plain TCP only (upstreams behind TLS use the default httpx transport)."""
 
-    def __init__(self, *, connect_timeout_s: float, read_timeout_s: float, max_idle: int) -> None:
+    def __init__(self, *, connect_timeout_s: float, read_timeout_s: float, max_idle: int,
+                 idle_expiry_s: float = IDLE_EXPIRY_S) -> None:
         self.read_timeout_s = read_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._max_idle = max_idle
+        self._idle_expiry_s = idle_expiry_s
         # Oldest first, not a stack: a level-triggered poller (asyncio's and uvloop's epoll)
         # that did not find a socket idle since it last returned it returns it again at its old
         # place, whatever the order new data came in. On a busy loop a stack hands the wave of
@@ -171,9 +181,10 @@ class KeepAliveTransport:
 
     async def _checkout(self, origin: _Origin) -> tuple[_Connection, bool]:
         idle = self._idle[origin]
+        fresh_since = time.monotonic() - self._idle_expiry_s
         while idle:
             connection = idle.popleft()
-            if connection.idle_usable():
+            if connection.idle_usable() and connection.released_at > fresh_since:
                 return connection, True
             connection.close()
         loop = asyncio.get_running_loop()
@@ -205,6 +216,7 @@ class KeepAliveTransport:
         """Return a connection after a complete response, or close it."""
         idle = self._idle[connection.origin]
         if reusable and connection.idle_usable() and len(idle) < self._max_idle:
+            connection.released_at = time.monotonic()
             idle.append(connection)
         else:
             connection.close()
@@ -280,7 +292,7 @@ class ResponseStream:
             raise httpx.ReadTimeout("timed out waiting for the response body")
 
     def _release(self) -> None:
-        """Back to the idle stack if the connection can carry another request, else closed."""
+        """Back to the idle queue if the connection can carry another request, else closed."""
         if not self._released:
             self._released = True
             connection = self._connection

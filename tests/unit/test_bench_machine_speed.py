@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bench.loadgen import Sample
-from bench.overhead import Span, machine_speed
+from bench.overhead import Span, machine_speed, span_of
 
 START = 1_000.0
 PERF = 50.0  # the load generator's perf_counter when the run started
@@ -64,3 +64,26 @@ def test_a_steady_run_says_so() -> None:
     rows, span = run(0.07, ())
     assert machine_speed("sprout", rows, [span], 32)[1] == (
         "sprout chat plain c=32: no window under 2/3 of the median throughput (4,000 req/s)")
+
+
+def test_a_span_runs_from_the_first_measured_send_to_the_last() -> None:
+    """Warm-up before the load and its tail after the deadline are not slow windows."""
+    rows, span = run(0.07, ())
+    lead = [{"created_at": datetime.fromtimestamp(START - 0.09 + i * 0.001, UTC),
+             "overhead_ms": 0.07} for i in range(32)]
+    tail = [{"created_at": datetime.fromtimestamp(START + 8.0 + i * 0.008, UTC),
+             "overhead_ms": 0.07} for i in range(32)]
+    measured = span_of("sprout", "chat", "plain", span.samples, START - PERF)
+    assert measured.start == START and abs(measured.end - (START + 8.0)) < 0.001
+    around = Span("sprout", "chat", "plain", START - 0.09, START + 8.25, span.samples,
+                  START - PERF)  # the time around the whole call: what went wrong before
+    assert "no window under 2/3" in machine_speed("sprout", lead + rows + tail, [measured], 32)[1]
+    assert "1 of 40 windows" in machine_speed("sprout", lead + rows + tail, [around], 32)[1]
+
+
+def test_windows_whose_own_time_reads_zero_are_left_out() -> None:
+    rows, span = run(0.14)
+    for row in rows[800:1600]:  # window 1 (0 is left out anyway), read as 0: the ledger clamps
+        row["overhead_ms"] = 0.0
+    together, slow = machine_speed("sprout", rows, [span], 32)
+    assert "across 38 windows" in together and "4 of 38 windows" in slow

@@ -124,6 +124,32 @@ def test_the_connection_idle_longest_is_used_first() -> None:
     asyncio.run(scenario())
 
 
+def test_a_connection_idle_past_its_expiry_is_closed_not_reused() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                body = await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(_ok(body))
+            await writer.drain()
+
+    async def scenario() -> None:
+        server, url, connections = await _serve(handler)
+        transport = KeepAliveTransport(connect_timeout_s=1, read_timeout_s=2, max_idle=8,
+                                       idle_expiry_s=0.2)
+        assert (await _get(transport, url))[0] == 200
+        assert (await _get(transport, url))[0] == 200  # within the expiry: reused
+        assert len(connections) == 1
+        await asyncio.sleep(0.3)
+        assert (await _get(transport, url))[0] == 200
+        assert len(connections) == 2
+        await transport.aclose()
+        server.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_connection_closed_by_the_server_while_idle_is_replaced() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
