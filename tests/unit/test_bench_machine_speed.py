@@ -1,4 +1,4 @@
-"""bench/overhead.py tells a proxy whose code ran slower from one whose requests waited.
+"""bench/slow_spells.py tells a proxy whose code ran slower from one whose requests waited.
 
 Synthetic runs: 40 windows of 200 ms at 4,000 req/s, some at half the throughput, each
 request's latency 32 over its window's throughput (a saturated proxy at c=32).
@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bench.loadgen import Sample
-from bench.overhead import Span, machine_speed, span_of
+from bench.slow_spells import Span, machine_speed, span_of
 
 START = 1_000.0
 PERF = 50.0  # the load generator's perf_counter when the run started

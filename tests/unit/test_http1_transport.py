@@ -60,22 +60,24 @@ async def _get(transport: KeepAliveTransport, url: str, body: bytes = b"{}") -> 
     return response.status, data
 
 
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer each request on the connection with its own body, until the client hangs up."""
+    while True:
+        try:
+            body = await _read_request(reader)
+        except asyncio.IncompleteReadError:
+            return
+        writer.write(_ok(body))
+        await writer.drain()
+
+
 def _transport(read_timeout_s: float = 2.0) -> KeepAliveTransport:
     return KeepAliveTransport(connect_timeout_s=1, read_timeout_s=read_timeout_s, max_idle=8)
 
 
 def test_keep_alive_connections_are_reused() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                body = await _read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
-            writer.write(_ok(body))
-            await writer.drain()
-
     async def scenario() -> None:
-        server, url, connections = await _serve(handler)
+        server, url, connections = await _serve(_echo)
         transport = _transport()
         for i in range(5):
             payload = f'{{"n": {i}}}'.encode()
@@ -125,17 +127,8 @@ def test_the_connection_idle_longest_is_used_first() -> None:
 
 
 def test_a_connection_idle_past_its_expiry_is_closed_not_reused() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                body = await _read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
-            writer.write(_ok(body))
-            await writer.drain()
-
     async def scenario() -> None:
-        server, url, connections = await _serve(handler)
+        server, url, connections = await _serve(_echo)
         transport = KeepAliveTransport(connect_timeout_s=1, read_timeout_s=2, max_idle=8,
                                        idle_expiry_s=0.2)
         assert (await _get(transport, url))[0] == 200
