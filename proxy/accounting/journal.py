@@ -323,7 +323,9 @@ class Journal:
         # NUL byte: it escapes it), and a copy cut short by the kill leaves a torn last line.
         text = path.read_bytes().split(b"\x00", 1)[0].decode("utf-8", "replace")
         if text:
-            for number, line in enumerate(text.splitlines(), start=1):
+            # Lines end in "\n" only: `str.splitlines` would also cut at U+2028, U+2029 and
+            # NEL, which JSON leaves unescaped inside strings (a client's model name, say).
+            for number, line in enumerate(text.split("\n"), start=1):
                 if not line.strip():
                     continue
                 try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import json
 import os
@@ -295,6 +296,43 @@ def test_a_dead_owners_spare_is_read_too(engine: Engine, tmp_path: Path) -> None
     assert asyncio.run(writer(engine, tmp_path, journal).replay_journal()) == 2
     assert set(db_rows(engine)) == {"r-0", "r-1"}
     assert not any(p.name.startswith("4242-deadbeef") for p in directory.iterdir())
+    journal.close(all_written=True)
+
+
+def test_a_journal_line_reads_back_as_the_row_it_was() -> None:
+    """Encoded by pydantic's serialiser (#16), a line parses as the standard library's
+    encoding of the same values did: NaN and infinities, tiny floats, non-ASCII text."""
+    odd = dataclasses.replace(
+        row(3), energy_j=float("nan"), operational_g_co2e=float("inf"), embodied_g_co2e=1e-05,
+        requested_model="modèle-Ω", error_message="quote \" backslash \\ tab \t nul \x00",
+        captured_request='{"messages": [{"role": "user", "content": "é"}]}')
+    line = journal_line(odd)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1 and b"\x00" not in line
+    values = json.loads(line)
+    expected = json.loads(json.dumps([v.isoformat() if isinstance(v, datetime) else v
+                                      for v in (getattr(odd, name) for name in FIELDS)]))
+    assert values[FIELDS.index("energy_j")] != values[FIELDS.index("energy_j")]  # NaN
+    nan = FIELDS.index("energy_j")
+    assert values[:nan] + values[nan + 1:] == expected[:nan] + expected[nan + 1:]
+
+
+def test_a_row_with_unicode_line_separators_is_replayed_whole(
+        engine: Engine, tmp_path: Path) -> None:
+    """U+2028, U+2029 and NEL are line breaks to `str.splitlines` but plain characters in a
+    JSON string: a client's model name holding one must not cut its row's line in two."""
+    directory = tmp_path / "journal"
+    directory.mkdir()
+    (directory / "4242-deadbeef.lock").touch()
+    header = json.dumps({"fields": list(FIELDS)}) + "\n"
+    strange = dataclasses.replace(row(0), requested_model="a\u2028b\u2029c\x85d")
+    (directory / "4242-deadbeef.1.jsonl").write_bytes(
+        header.encode() + journal_line(strange) + journal_line(row(1)) + b"\x00" * 64)
+    [first, second] = Journal.read(directory / "4242-deadbeef.1.jsonl")
+    assert first.requested_model == "a\u2028b\u2029c\x85d" and second.request_id == "r-1"
+    journal = Journal(directory)
+    journal.open()
+    assert asyncio.run(writer(engine, tmp_path, journal).replay_journal()) == 2
+    assert set(db_rows(engine)) == {"r-0", "r-1"}
     journal.close(all_written=True)
 
 
