@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import operator
 from datetime import UTC, datetime
 from typing import Any
+
+from pydantic_core import to_json
 
 from proxy.errors import LedgerStatus
 
@@ -122,23 +123,23 @@ DB_COLUMNS = tuple(name for name in FIELDS if name != "captured_request")
 _TIMES = ("created_at", "served_at", "ended_at", "prefill_ended_at")
 _values = operator.attrgetter(*FIELDS)
 _db_values = operator.attrgetter(*DB_COLUMNS)
-# Compact, and datetimes as ISO text: the journal writes one such line per request.
-_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _TIME_INDEXES = tuple(FIELDS.index(name) for name in _TIMES)
 
 
 def journal_line(row: LedgerRow) -> bytes:
     """The row as one JSON array in `FIELDS` order, newline-terminated.
 
-    The request path's cheapest durable form: about half the cost of a JSON object (and the
-    times turned to text first, not through the encoder's per-object `default` hook).
+    The request path's cheapest durable form: an array, not an object, encoded by pydantic's
+    Rust serialiser (a quarter of the standard library encoder's time, #16), compact UTF-8
+    with NaN and infinities written as the standard library writes them, and the times
+    turned to ISO text first, as `as_json_values` does.
     """
     values = list(_values(row))
     for index in _TIME_INDEXES:
         value = values[index]
         if value is not None:
             values[index] = value.isoformat()
-    return (_encoder.encode(values) + "\n").encode()
+    return to_json(values, inf_nan_mode="constants") + b"\n"
 
 
 def from_journal(names: list[str], values: list[Any]) -> LedgerRow:
