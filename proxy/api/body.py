@@ -6,7 +6,7 @@ import asyncio
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
-from starlette.types import Receive
+from starlette.types import Message, Receive
 
 from proxy.errors import BodyTimedOut, InvalidRequest, PayloadTooLarge
 
@@ -14,21 +14,34 @@ M = TypeVar("M", bound=BaseModel)
 
 
 async def read_body(receive: Receive, declared: str | None, limit_bytes: int,
-                    timeout_s: float) -> bytes:
+                    timeout_s: float, *, arrived: bool = False) -> bytes:
     """The whole body within `timeout_s`, refusing more than `limit_bytes` without reading it.
 
-    `declared` is the Content-Length header, if any. Chunks are appended to one growing
-    buffer and dropped at once: a list of uvicorn's 64 KiB chunks, interleaved on the heap with
-    everything else, is what kept RSS up after a burst of large uploads (measured in
+    `declared` is the Content-Length header, if any; `arrived`, that the server has the whole
+    body already (`proxy.server.protocol.body_in`): the usual small request is then taken
+    without starting a clock. Chunks are appended to one growing buffer and dropped at once:
+    a list of uvicorn's 64 KiB chunks, interleaved on the heap with everything else, is what
+    kept RSS up after a burst of large uploads (measured in
     tests/integration/test_server_limits.py).
     """
     if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
         raise PayloadTooLarge(_too_large(limit_bytes), code="request_too_large")
+    first: Message | None = None
+    if arrived:
+        first = await receive()
+        if first["type"] == "http.request" and not first.get("more_body", False):
+            chunk = first.get("body", b"")
+            if len(chunk) > limit_bytes:
+                raise PayloadTooLarge(_too_large(limit_bytes), code="request_too_large")
+            return bytes(chunk)  # the usual case: the body in one message, already here
     buffer = bytearray()
     try:
         async with asyncio.timeout(timeout_s):
             while True:
-                message = await receive()
+                if first is not None:  # taken above, not the whole body
+                    message, first = first, None
+                else:
+                    message = await receive()
                 if message["type"] == "http.disconnect":
                     raise InvalidRequest("client disconnected while sending the body")
                 chunk = message.get("body", b"")
@@ -36,7 +49,7 @@ async def read_body(receive: Receive, declared: str | None, limit_bytes: int,
                     raise PayloadTooLarge(_too_large(limit_bytes), code="request_too_large")
                 if not message.get("more_body", False):
                     if not buffer:
-                        return bytes(chunk)  # the usual case: the body in one message
+                        return bytes(chunk)  # the body in one message
                     buffer += chunk
                     break
                 buffer += chunk

@@ -16,7 +16,7 @@ from proxy.protocol.chat import ChatCompletionRequest
 from proxy.protocol.completions import CompletionRequest, EmbeddingRequest
 from proxy.protocol.models import ModelCard, ModelList
 from proxy.protocol.responses import ResponsesRequest
-from proxy.server.protocol import DISCONNECT, OVER_CAPACITY
+from proxy.server.protocol import DISCONNECT, OVER_CAPACITY, body_in
 from proxy.serving.deadline import TIMEOUT_HEADER, request_deadline
 from proxy.serving.service import InferenceRequest
 from proxy.state import AppState
@@ -67,7 +67,8 @@ async def serve(request: Request, endpoint: Endpoint) -> Response:
         exchange.is_evaluator = (exchange.api_key_id == MASTER_KEY_ID
                                      and b"x-sprout-evaluator" in headers)
         body = await read_body(request.receive, headers.get(b"content-length"),
-                               settings.max_body_bytes, settings.server_body_timeout_s)
+                               settings.max_body_bytes, settings.server_body_timeout_s,
+                               arrived=body_in(request.scope))
         body_read = True
         parsed = parse_body(_MODELS[endpoint], body)
         deadline = request_deadline(headers.get(TIMEOUT_HEADER.encode()), parsed.is_stream,

@@ -19,12 +19,24 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+from starlette.types import Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from proxy.protocol.errors import ErrorEnvelope
 
 OVER_CAPACITY = "sprout.over_capacity"  # scope["extensions"] key the protocol sets
 DISCONNECT = "sprout.disconnect"  # scope["extensions"] key: this connection's DisconnectHooks
+CYCLE = "sprout.cycle"  # scope["extensions"] key: uvicorn's response cycle of this request
+
+
+def body_in(scope: Scope) -> bool:
+    """Whether the request's whole body has arrived, so that `receive()` returns at once.
+
+    Read from uvicorn's response cycle of this very request (a pipelined next request has a
+    cycle of its own); False where the server is not this protocol.
+    """
+    cycle = scope.get("extensions", {}).get(CYCLE)
+    return cycle is not None and not cycle.more_body
 
 
 class DisconnectHooks:
@@ -110,6 +122,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             extensions[OVER_CAPACITY] = {"connections": len(self.connections),
                                          "max_connections": self._max_connections}
         super().on_headers_complete()
+        extensions[CYCLE] = self.cycle
         if self.cycle is not None and self.scope["method"] != "HEAD":  # HEAD writes no body
             self.cycle.transport = _OneWriteResponses(self.transport)  # type: ignore[assignment]
 
