@@ -26,17 +26,17 @@ from proxy.protocol.errors import ErrorEnvelope
 
 OVER_CAPACITY = "sprout.over_capacity"  # scope["extensions"] key the protocol sets
 DISCONNECT = "sprout.disconnect"  # scope["extensions"] key: this connection's DisconnectHooks
-CYCLE = "sprout.cycle"  # scope["extensions"] key: uvicorn's response cycle of this request
+BODY_IN = "sprout.body_in"  # scope["extensions"] key: True once the whole body has arrived
 
 
 def body_in(scope: Scope) -> bool:
     """Whether the request's whole body has arrived, so that `receive()` returns at once.
 
-    Read from uvicorn's response cycle of this very request (a pipelined next request has a
-    cycle of its own); False where the server is not this protocol.
+    The protocol marks this very request's scope when the parser finishes its message (a
+    pipelined next request has a scope of its own); False where the server is not this
+    protocol, or the body is still coming.
     """
-    cycle = scope.get("extensions", {}).get(CYCLE)
-    return cycle is not None and not cycle.more_body
+    return scope.get("extensions", {}).get(BODY_IN, False) is True
 
 
 class DisconnectHooks:
@@ -122,9 +122,21 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             extensions[OVER_CAPACITY] = {"connections": len(self.connections),
                                          "max_connections": self._max_connections}
         super().on_headers_complete()
-        extensions[CYCLE] = self.cycle
         if self.cycle is not None and self.scope["method"] != "HEAD":  # HEAD writes no body
             self.cycle.transport = _OneWriteResponses(self.transport)  # type: ignore[assignment]
+
+    def on_message_complete(self) -> None:
+        """The whole body is in: mark the scope, for `body_in`.
+
+        A flag, not the cycle itself: the cycle holds the scope, and a scope holding the cycle
+        made every request a reference cycle, left for the collector (its full collections
+        stopped the loop 20-40 ms at c=32).
+        """
+        super().on_message_complete()
+        cycle = self.cycle
+        if cycle is not None and not cycle.more_body:
+            extensions: dict[str, Any] = self.scope["extensions"]
+            extensions[BODY_IN] = True
 
     def _start_headers(self, *, begun: bool) -> None:
         self._stop_headers()
