@@ -19,10 +19,12 @@ async def read_body(receive: Receive, declared: str | None, limit_bytes: int,
 
     `declared` is the Content-Length header, if any; `arrived`, that the server has the whole
     body already (`proxy.server.protocol.body_in`): the usual small request is then taken
-    without starting a clock. Chunks are appended to one growing buffer and dropped at once:
-    a list of uvicorn's 64 KiB chunks, interleaved on the heap with everything else, is what
-    kept RSS up after a burst of large uploads (measured in
-    tests/integration/test_server_limits.py).
+    without starting a clock. That first `receive()` has no timeout, so this must be the
+    request's first reader of the body (it is: the route calls it before anything else).
+
+    Chunks are appended to one growing buffer and dropped at once: a list of uvicorn's 64 KiB
+    chunks, interleaved on the heap with everything else, is what kept RSS up after a burst of
+    large uploads (measured in tests/integration/test_server_limits.py).
     """
     if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
         raise PayloadTooLarge(_too_large(limit_bytes), code="request_too_large")

@@ -36,7 +36,7 @@ def body_in(scope: Scope) -> bool:
     pipelined next request has a scope of its own); False where the server is not this
     protocol, or the body is still coming.
     """
-    return scope.get("extensions", {}).get(BODY_IN, False) is True
+    return (scope.get("extensions") or {}).get(BODY_IN, False) is True
 
 
 class DisconnectHooks:
@@ -133,8 +133,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         stopped the loop 20-40 ms at c=32).
         """
         super().on_message_complete()
-        cycle = self.cycle
-        if cycle is not None and not cycle.more_body:
+        cycle = self.cycle  # an upgrade's scope has none of its own: the check skips it
+        if cycle is not None and cycle.scope is self.scope and not cycle.more_body:
             extensions: dict[str, Any] = self.scope["extensions"]
             extensions[BODY_IN] = True
 
