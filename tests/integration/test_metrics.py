@@ -109,7 +109,7 @@ def test_a_request_leaves_nothing_for_the_collector(proxy: RunningProxy) -> None
     # A request frees what it allocates by reference counting, which is what lets the young
     # generation's threshold be 20,000 (proxy/lifespan.py). Once the protocol put uvicorn's
     # response cycle in the scope, and the cycle holds the scope: each request left a cycle of
-    # ~10 objects, and at c=32 the collector's runs stopped the loop 20-40 ms. The proxy runs in
+    # ~10 objects, and at c=32 the loop's worst lag went from 11 to 41 ms. The proxy runs in
     # this process (a uvicorn thread), so the collector here sees its garbage; the client's
     # own (httpx keeps a few cycles a request) is told apart by the cycles it is in.
     body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}

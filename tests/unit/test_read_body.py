@@ -78,9 +78,9 @@ async def _serve_and_count_garbage(requests: int) -> tuple[list[bool], int]:
 
 def test_a_served_request_leaves_nothing_for_the_collector() -> None:
     # The protocol once put the response cycle itself in the scope for body_in: the cycle holds
-    # the scope, so every request became a reference cycle that only the collector frees, and
-    # at c=32 its full collections stopped the loop 20-40 ms (bench/overhead.py: worst lag
-    # 41 ms against 11 ms, p99 23.8 against 20.0 ms).
+    # the scope, so every request became a reference cycle that only the collector frees
+    # (bench/overhead.py at c=32: the loop's worst lag 41 ms against 11 ms, p99 23.8 against
+    # 20.0 ms).
     seen, garbage = asyncio.run(_serve_and_count_garbage(300))
     assert seen and all(seen)  # each small body had arrived whole when the app asked
     assert garbage == 0, garbage  # was ~10 objects a request
